@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace Scout.Cli.Commands;
+
+/// <summary>Every subcommand of `scout`, one file each.</summary>
+public static class CommandRegistry
+{
+    public static IEnumerable<Command> All(CliContext ctx)
+    {
+        yield return InspectCommand.Create(ctx);
+        yield return LogitsCommand.Create(ctx);
+    }
+}

@@ -1,0 +1,320 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+using Scout.Kernels;
+
+namespace Scout.Model;
+
+/// <summary>Which rows of logits a forward pass computes.</summary>
+public enum LogitsMode { None, Last, All }
+
+/// <summary>
+/// The Llama 4 text model — the forward pass of Meta's <c>models/llama4/model.py</c> and <c>moe.py</c>, in one file.
+///
+///   h = embed(tokens)
+///   for each layer:  h = h + Attention(RMSNorm(h))          (iRoPE: RoPE+chunked on 3 of 4 layers, NoPE+global on every 4th)
+///                    h = h + FFN_or_MoE(RMSNorm(h))         (MoE: sigmoid top-k router, routed SwiGLU experts + shared expert)
+///   logits = lm_head(RMSNorm(h))
+///
+/// Matrix products, norms and the thread pool live in <see cref="Kernels"/>; this file only says what is computed.
+/// </summary>
+public sealed class Llama4Model : IDisposable
+{
+    private readonly Checkpoint? _checkpoint;
+    private readonly float[] _ropeFreqs;
+
+    public Llama4Config Config { get; }
+    public Llama4Weights Weights { get; }
+
+    public Llama4Model(Llama4Config config, Llama4Weights weights, Checkpoint? owner = null)
+    {
+        Config = config;
+        Weights = weights;
+        _checkpoint = owner;
+        _ropeFreqs = AttentionMath.RopeFrequencies(config.HeadDim, config.RopeTheta, config.RopeScaling, weights.RopeFreqDivisors);
+    }
+
+    /// <summary>Loads a model from a folder, .safetensors or .gguf (see <see cref="Checkpoint.Open"/>).</summary>
+    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null)
+    {
+        var ckpt = Checkpoint.Open(path, configPath, progress);
+        try
+        {
+            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt), ckpt);
+        }
+        catch
+        {
+            ckpt.Dispose();
+            throw;
+        }
+    }
+
+    public Checkpoint? Checkpoint => _checkpoint;
+
+    public KvCache CreateCache(int maxContext) => new(Config, maxContext);
+
+    /// <summary>Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache.</summary>
+    public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
+    {
+        int n = tokens.Length, d = Config.HiddenSize;
+        var h = new float[n * d];
+        for (int t = 0; t < n; t++)
+        {
+            if ((uint)tokens[t] >= (uint)Config.VocabSize)
+                throw new ArgumentException($"token id {tokens[t]} is outside the vocabulary (0..{Config.VocabSize - 1})");
+            Weights.Embed(tokens[t], h.AsSpan(t * d, d));
+        }
+        ForwardEmbeddings(h, n, cache, logits, mode);
+    }
+
+    /// <summary>
+    /// Runs n input embeddings [n, hidden] (token embeddings, or image features merged in) through the decoder.
+    /// <paramref name="h"/> is used as the residual stream and is overwritten.
+    /// </summary>
+    public void ForwardEmbeddings(float[] h, int n, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
+    {
+        var c = Config;
+        int d = c.HiddenSize;
+        int start = cache.Length;
+        if (start + n > cache.MaxContext)
+            throw new InvalidOperationException($"context is full: {start} + {n} tokens exceeds the context length {cache.MaxContext}");
+        int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => 1, _ => 0 };
+        if (logits.Length < logitRows * c.VocabSize)
+            throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {logitRows * c.VocabSize}");
+
+        var normed = new float[n * d];
+        var delta = new float[n * d];
+        for (int layer = 0; layer < c.NumLayers; layer++)
+        {
+            var w = Weights.Layers[layer];
+            RmsNormRows(h, w.AttentionNorm, normed, n);
+            Attention(layer, normed, n, start, cache, delta);
+            TensorPrimitives.Add(h, delta, h);
+
+            RmsNormRows(h, w.FfnNorm, normed, n);
+            if (w.Dense is { } dense) FeedForward(dense, normed, n, delta);
+            else MixtureOfExperts(w, normed, n, delta);
+            TensorPrimitives.Add(h, delta, h);
+        }
+        cache.Length = start + n;
+
+        if (logitRows == 0) return;
+        int first = n - logitRows;
+        var finalNormed = normed.AsSpan(0, logitRows * d);
+        for (int t = 0; t < logitRows; t++)
+            Ops.RmsNorm(h.AsSpan((first + t) * d, d), Weights.FinalNorm, (float)c.RmsNormEps, finalNormed.Slice(t * d, d));
+        Weights.Output.Multiply(finalNormed, logitRows, logits[..(logitRows * c.VocabSize)]);
+    }
+
+    private void RmsNormRows(float[] x, float[] weight, float[] y, int n)
+    {
+        int d = Config.HiddenSize;
+        float eps = (float)Config.RmsNormEps;
+        for (int t = 0; t < n; t++) Ops.RmsNorm(x.AsSpan(t * d, d), weight, eps, y.AsSpan(t * d, d));
+    }
+
+    /// <summary>
+    /// Grouped-query attention. RoPE layers: rotate q,k (adjacent pairs), then QK-norm, then attend within the
+    /// current chunk. NoPE layers: no rotation, temperature-scaled queries, attend to every earlier position.
+    /// </summary>
+    private void Attention(int layer, float[] x, int n, int start, KvCache cache, float[] output)
+    {
+        var c = Config;
+        var w = Weights.Layers[layer];
+        int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim;
+        bool useRope = c.UsesRope(layer);
+        bool chunked = useRope;
+        float eps = (float)c.RmsNormEps;
+
+        var q = ArrayPool<float>.Shared.Rent(n * qDim);
+        var k = ArrayPool<float>.Shared.Rent(n * kvDim);
+        var v = ArrayPool<float>.Shared.Rent(n * kvDim);
+        var attn = ArrayPool<float>.Shared.Rent(n * qDim);
+        try
+        {
+            w.Q.Multiply(x, n, q);
+            w.K.Multiply(x, n, k);
+            w.V.Multiply(x, n, v);
+
+            Span<float> cos = stackalloc float[hd / 2], sin = stackalloc float[hd / 2];
+            for (int t = 0; t < n; t++)
+            {
+                int pos = start + t;
+                var qt = q.AsSpan(t * qDim, qDim);
+                var kt = k.AsSpan(t * kvDim, kvDim);
+                if (useRope)
+                {
+                    for (int j = 0; j < hd / 2; j++)
+                    {
+                        float angle = pos * _ropeFreqs[j];
+                        cos[j] = (float)Math.Cos(angle);
+                        sin[j] = (float)Math.Sin(angle);
+                    }
+                    for (int hh = 0; hh < c.NumHeads; hh++) Ops.Rope(qt.Slice(hh * hd, hd), cos, sin);
+                    for (int hh = 0; hh < c.NumKvHeads; hh++) Ops.Rope(kt.Slice(hh * hd, hd), cos, sin);
+                    if (c.UseQkNorm)
+                    {
+                        for (int hh = 0; hh < c.NumHeads; hh++) Ops.RmsNorm(qt.Slice(hh * hd, hd), default, eps, qt.Slice(hh * hd, hd));
+                        for (int hh = 0; hh < c.NumKvHeads; hh++) Ops.RmsNorm(kt.Slice(hh * hd, hd), default, eps, kt.Slice(hh * hd, hd));
+                    }
+                }
+                else if (c.AttnTemperatureTuning)
+                {
+                    TensorPrimitives.Multiply(qt, AttentionMath.TemperatureScale(pos, c.FloorScale, c.AttnScale), qt);
+                }
+            }
+
+            var lc = cache.Layers[layer];
+            lc.EnsureSlots(start + n);
+            AttendAll(q, k, v, n, start, lc, chunked, attn);
+
+            // Store this batch's keys/values; chunked layers overwrite ring slots of earlier chunks.
+            int firstStored = lc.Ring ? Math.Max(0, n - lc.Capacity) : 0;
+            for (int t = firstStored; t < n; t++)
+            {
+                int slot = lc.Slot(start + t);
+                k.AsSpan(t * kvDim, kvDim).CopyTo(lc.K.AsSpan(slot * kvDim, kvDim));
+                v.AsSpan(t * kvDim, kvDim).CopyTo(lc.V.AsSpan(slot * kvDim, kvDim));
+            }
+
+            w.O.Multiply(attn.AsSpan(0, n * qDim), n, output);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(q);
+            ArrayPool<float>.Shared.Return(k);
+            ArrayPool<float>.Shared.Return(v);
+            ArrayPool<float>.Shared.Return(attn);
+        }
+    }
+
+    /// <summary>softmax(q·kᵀ/√d)·v for every (token, head); keys before the batch come from the cache.</summary>
+    private void AttendAll(float[] q, float[] k, float[] v, int n, int start, KvCache.LayerCache lc, bool chunked, float[] output)
+    {
+        var c = Config;
+        int hd = c.HeadDim, heads = c.NumHeads, qDim = c.QDim, kvDim = c.KvDim;
+        int group = heads / c.NumKvHeads;
+        float scale = 1f / MathF.Sqrt(hd);
+        int chunk = c.AttentionChunkSize;
+
+        WorkerPool.Shared.For(n * heads, job =>
+        {
+            int t = job / heads, head = job % heads, kvHead = head / group;
+            int pos = start + t;
+            int from = AttentionMath.FirstVisibleKey(pos, chunked, chunk);
+            int count = pos - from + 1;
+            var qh = new ReadOnlySpan<float>(q, t * qDim + head * hd, hd);
+            var outh = new Span<float>(output, t * qDim + head * hd, hd);
+            float[] scores = ArrayPool<float>.Shared.Rent(count);
+            try
+            {
+                for (int kp = from; kp <= pos; kp++)
+                    scores[kp - from] = TensorPrimitives.Dot(qh, KeyOrValue(k, lc.K, kp, start, lc, kvDim).Slice(kvHead * hd, hd)) * scale;
+                var s = scores.AsSpan(0, count);
+                Ops.Softmax(s);
+                outh.Clear();
+                for (int kp = from; kp <= pos; kp++)
+                {
+                    var vh = KeyOrValue(v, lc.V, kp, start, lc, kvDim).Slice(kvHead * hd, hd);
+                    TensorPrimitives.MultiplyAdd(vh, s[kp - from], outh, outh);
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(scores);
+            }
+        });
+    }
+
+    private static ReadOnlySpan<float> KeyOrValue(float[] batch, float[] cached, int pos, int start, KvCache.LayerCache lc, int kvDim)
+        => pos >= start
+            ? new ReadOnlySpan<float>(batch, (pos - start) * kvDim, kvDim)
+            : new ReadOnlySpan<float>(cached, lc.Slot(pos) * kvDim, kvDim);
+
+    /// <summary>SwiGLU: down(silu(gate·x) ⊙ up·x).</summary>
+    private static void FeedForward(FeedForward ff, ReadOnlySpan<float> x, int n, Span<float> output)
+    {
+        int f = ff.Gate.Rows;
+        var gate = ArrayPool<float>.Shared.Rent(n * f);
+        var up = ArrayPool<float>.Shared.Rent(n * f);
+        try
+        {
+            ff.Gate.Multiply(x, n, gate);
+            ff.Up.Multiply(x, n, up);
+            Ops.SwiGlu(gate.AsSpan(0, n * f), up.AsSpan(0, n * f));
+            ff.Down.Multiply(gate.AsSpan(0, n * f), n, output);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(gate);
+            ArrayPool<float>.Shared.Return(up);
+        }
+    }
+
+    /// <summary>
+    /// MoE: router logits r = W_router·x; the top-k experts by raw logit are chosen; each chosen expert sees its
+    /// input scaled by sigmoid(r_e) (scaling the input, not the output); the shared expert always runs on x.
+    /// Tokens are grouped by expert so each expert's weights are read once per batch.
+    /// </summary>
+    private void MixtureOfExperts(LayerWeights w, float[] x, int n, float[] output)
+    {
+        var c = Config;
+        int d = c.HiddenSize, experts = c.NumExperts;
+        var routerLogits = new float[n * experts];
+        w.Router!.Multiply(x.AsSpan(0, n * d), n, routerLogits);
+
+        FeedForward(w.SharedExpert!, x.AsSpan(0, n * d), n, output.AsSpan(0, n * d));
+
+        var assigned = new List<(int Token, float Weight)>[experts];
+        Span<int> chosen = stackalloc int[c.TopK];
+        for (int t = 0; t < n; t++)
+        {
+            var r = routerLogits.AsSpan(t * experts, experts);
+            TopK(r, chosen);
+            foreach (int e in chosen)
+                (assigned[e] ??= new()).Add((t, Ops.Sigmoid(r[e])));
+        }
+
+        for (int e = 0; e < experts; e++)
+        {
+            var list = assigned[e];
+            if (list is null) continue;
+            int m = list.Count;
+            var xin = ArrayPool<float>.Shared.Rent(m * d);
+            var yout = ArrayPool<float>.Shared.Rent(m * d);
+            try
+            {
+                for (int i = 0; i < m; i++)
+                    TensorPrimitives.Multiply(x.AsSpan(list[i].Token * d, d), list[i].Weight, xin.AsSpan(i * d, d));
+                FeedForward(w.Experts![e], xin.AsSpan(0, m * d), m, yout.AsSpan(0, m * d));
+                for (int i = 0; i < m; i++)
+                {
+                    var dst = output.AsSpan(list[i].Token * d, d);
+                    TensorPrimitives.Add(dst, yout.AsSpan(i * d, d), dst);
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(xin);
+                ArrayPool<float>.Shared.Return(yout);
+            }
+        }
+    }
+
+    /// <summary>Indices of the k largest values (ties: lower index first, as torch.topk on CPU).</summary>
+    public static void TopK(ReadOnlySpan<float> values, Span<int> result)
+    {
+        int k = result.Length;
+        for (int i = 0; i < k; i++) result[i] = -1;
+        for (int e = 0; e < values.Length; e++)
+        {
+            float v = values[e];
+            int pos = k;
+            while (pos > 0 && (result[pos - 1] < 0 || values[result[pos - 1]] < v)) pos--;
+            if (pos >= k) continue;
+            for (int j = k - 1; j > pos; j--) result[j] = result[j - 1];
+            result[pos] = e;
+        }
+    }
+
+    public void Dispose() => _checkpoint?.Dispose();
+}

@@ -1,0 +1,198 @@
+using Scout.Formats;
+using Scout.Kernels;
+using Scout.Tensors;
+
+namespace Scout.Model;
+
+/// <summary>One routed expert: a SwiGLU block down(silu(gate·x) ⊙ up·x).</summary>
+public sealed record FeedForward(IWeightMatrix Gate, IWeightMatrix Up, IWeightMatrix Down);
+
+/// <summary>The weights of one decoder layer. Exactly one of <see cref="Dense"/> and (<see cref="Router"/>, <see cref="Experts"/>, <see cref="SharedExpert"/>) is set.</summary>
+public sealed class LayerWeights
+{
+    public required float[] AttentionNorm { get; init; }
+    public required float[] FfnNorm { get; init; }
+    public required IWeightMatrix Q { get; init; }
+    public required IWeightMatrix K { get; init; }
+    public required IWeightMatrix V { get; init; }
+    public required IWeightMatrix O { get; init; }
+    public FeedForward? Dense { get; init; }
+    /// <summary>Router [experts, hidden].</summary>
+    public IWeightMatrix? Router { get; init; }
+    public FeedForward[]? Experts { get; init; }
+    public FeedForward? SharedExpert { get; init; }
+}
+
+/// <summary>All weights of a Llama 4 text model, as zero-copy views over the checkpoint's mapped files.</summary>
+public sealed unsafe class Llama4Weights
+{
+    public required WeightTensor Embedding { get; init; }
+    public required float[] FinalNorm { get; init; }
+    public required IWeightMatrix Output { get; init; }
+    public required LayerWeights[] Layers { get; init; }
+    /// <summary>Per-frequency RoPE divisors from a GGUF's rope_freqs tensor, when present.</summary>
+    public float[]? RopeFreqDivisors { get; init; }
+
+    public static Llama4Weights Load(Checkpoint ckpt)
+        => ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt) : LoadHuggingFace(ckpt);
+
+    private static void ExpectShape(WeightTensor t, params long[] shape)
+    {
+        if (!t.Shape.SequenceEqual(shape))
+            throw new ModelLoadException($"tensor '{t.Name}' in {t.Source} has shape {t.ShapeText}, but the config implies [{string.Join(", ", shape)}]");
+    }
+
+    private static IWeightMatrix Matrix(WeightTensor t, long rows, long cols)
+    {
+        ExpectShape(t, rows, cols);
+        return WeightMatrix.RowMajor(t.Type, t.Data, (int)rows, (int)cols);
+    }
+
+    private static float[] Vector(WeightTensor t, long n)
+    {
+        ExpectShape(t, n);
+        return t.ToFloatArray();
+    }
+
+    private static LayerWeights LayerCommon(Llama4Config c, Func<string, WeightTensor> get, string norm1, string q, string k, string v, string o, string norm2,
+        FeedForward? dense, IWeightMatrix? router, FeedForward[]? experts, FeedForward? shared) => new()
+    {
+        AttentionNorm = Vector(get(norm1), c.HiddenSize),
+        FfnNorm = Vector(get(norm2), c.HiddenSize),
+        Q = Matrix(get(q), c.QDim, c.HiddenSize),
+        K = Matrix(get(k), c.KvDim, c.HiddenSize),
+        V = Matrix(get(v), c.KvDim, c.HiddenSize),
+        O = Matrix(get(o), c.HiddenSize, c.QDim),
+        Dense = dense, Router = router, Experts = experts, SharedExpert = shared,
+    };
+
+    private static Llama4Weights LoadHuggingFace(Checkpoint ckpt)
+    {
+        var c = ckpt.Config;
+        string prefix = ckpt.Find("language_model.model.embed_tokens.weight") != null ? "language_model.model." : "model.";
+        string head = prefix == "model." ? "lm_head.weight" : "language_model.lm_head.weight";
+        var embedding = ckpt.Get(prefix + "embed_tokens.weight");
+        ExpectShape(embedding, c.VocabSize, c.HiddenSize);
+        var output = c.TieWordEmbeddings && ckpt.Find(head) is null ? embedding : ckpt.Get(head);
+
+        var layers = new LayerWeights[c.NumLayers];
+        for (int i = 0; i < c.NumLayers; i++)
+        {
+            string p = $"{prefix}layers.{i}.";
+            string ff = p + "feed_forward.";
+            FeedForward? dense = null, shared = null;
+            IWeightMatrix? router = null;
+            FeedForward[]? experts = null;
+            if (c.IsMoeLayer(i))
+            {
+                int e = c.NumExperts, d = c.HiddenSize, f = c.IntermediateSize;
+                router = Matrix(ckpt.Get(ff + "router.weight"), e, d);
+                var gateUp = ckpt.Get(ff + "experts.gate_up_proj");
+                var down = ckpt.Get(ff + "experts.down_proj");
+                ExpectShape(gateUp, e, d, 2L * f);
+                ExpectShape(down, e, f, d);
+                if (!gateUp.Type.IsFloat() || !down.Type.IsFloat())
+                    throw new ModelLoadException($"expert tensors of layer {i} must be F32/BF16/F16");
+                int eb = gateUp.Type == TensorType.F32 ? 4 : 2;
+                experts = new FeedForward[e];
+                for (int x = 0; x < e; x++)
+                {
+                    byte* gu = gateUp.Data + (long)x * d * 2 * f * eb;
+                    byte* dn = down.Data + (long)x * f * d * eb;
+                    experts[x] = new FeedForward(
+                        new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, 0),
+                        new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, f),
+                        new InputMajorFloatMatrix(down.Type, dn, f, d, d, 0));
+                }
+                shared = new FeedForward(
+                    Matrix(ckpt.Get(ff + "shared_expert.gate_proj.weight"), f, d),
+                    Matrix(ckpt.Get(ff + "shared_expert.up_proj.weight"), f, d),
+                    Matrix(ckpt.Get(ff + "shared_expert.down_proj.weight"), d, f));
+            }
+            else
+            {
+                int d = c.HiddenSize, f = c.IntermediateSizeMlp;
+                dense = new FeedForward(
+                    Matrix(ckpt.Get(ff + "gate_proj.weight"), f, d),
+                    Matrix(ckpt.Get(ff + "up_proj.weight"), f, d),
+                    Matrix(ckpt.Get(ff + "down_proj.weight"), d, f));
+            }
+            layers[i] = LayerCommon(c, ckpt.Get, p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight", dense, router, experts, shared);
+        }
+        return new Llama4Weights
+        {
+            Embedding = embedding,
+            FinalNorm = Vector(ckpt.Get(prefix + "norm.weight"), c.HiddenSize),
+            Output = Matrix(output, c.VocabSize, c.HiddenSize),
+            Layers = layers,
+        };
+    }
+
+    private static Llama4Weights LoadGguf(Checkpoint ckpt)
+    {
+        var c = ckpt.Config;
+        var embedding = ckpt.Get("token_embd.weight");
+        ExpectShape(embedding, c.VocabSize, c.HiddenSize);
+        var output = ckpt.Find("output.weight") ?? embedding;
+        var layers = new LayerWeights[c.NumLayers];
+        for (int i = 0; i < c.NumLayers; i++)
+        {
+            string p = $"blk.{i}.";
+            FeedForward? dense = null, shared = null;
+            IWeightMatrix? router = null;
+            FeedForward[]? experts = null;
+            int d = c.HiddenSize;
+            if (c.IsMoeLayer(i))
+            {
+                int e = c.NumExperts, f = c.IntermediateSize;
+                router = Matrix(ckpt.Get(p + "ffn_gate_inp.weight"), e, d);
+                var gate = ckpt.Get(p + "ffn_gate_exps.weight");
+                var up = ckpt.Get(p + "ffn_up_exps.weight");
+                var down = ckpt.Get(p + "ffn_down_exps.weight");
+                ExpectShape(gate, e, f, d);
+                ExpectShape(up, e, f, d);
+                ExpectShape(down, e, d, f);
+                experts = new FeedForward[e];
+                long gBytes = gate.Type.ByteCount((long)f * d), uBytes = up.Type.ByteCount((long)f * d), dBytes = down.Type.ByteCount((long)d * f);
+                for (int x = 0; x < e; x++)
+                    experts[x] = new FeedForward(
+                        WeightMatrix.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
+                        WeightMatrix.RowMajor(up.Type, up.Data + x * uBytes, f, d),
+                        WeightMatrix.RowMajor(down.Type, down.Data + x * dBytes, d, f));
+                shared = new FeedForward(
+                    Matrix(ckpt.Get(p + "ffn_gate_shexp.weight"), f, d),
+                    Matrix(ckpt.Get(p + "ffn_up_shexp.weight"), f, d),
+                    Matrix(ckpt.Get(p + "ffn_down_shexp.weight"), d, f));
+            }
+            else
+            {
+                int f = c.IntermediateSizeMlp;
+                dense = new FeedForward(
+                    Matrix(ckpt.Get(p + "ffn_gate.weight"), f, d),
+                    Matrix(ckpt.Get(p + "ffn_up.weight"), f, d),
+                    Matrix(ckpt.Get(p + "ffn_down.weight"), d, f));
+            }
+            layers[i] = LayerCommon(c, ckpt.Get, p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight",
+                p + "attn_v.weight", p + "attn_output.weight", p + "ffn_norm.weight", dense, router, experts, shared);
+        }
+        float[]? ropeFreqs = null;
+        if (ckpt.Find("rope_freqs.weight") is { } rf)
+            ropeFreqs = Vector(rf, c.HeadDim / 2);
+        return new Llama4Weights
+        {
+            Embedding = embedding,
+            FinalNorm = Vector(ckpt.Get("output_norm.weight"), c.HiddenSize),
+            Output = Matrix(output, c.VocabSize, c.HiddenSize),
+            Layers = layers,
+            RopeFreqDivisors = ropeFreqs,
+        };
+    }
+
+    /// <summary>Writes the embedding of <paramref name="token"/> into <paramref name="dst"/>.</summary>
+    public void Embed(int token, Span<float> dst)
+    {
+        long rowBytes = Embedding.Type.RowBytes(dst.Length);
+        Dequantize.ToFloat(Embedding.Type, new ReadOnlySpan<byte>(Embedding.Data + token * rowBytes, (int)rowBytes), dst);
+    }
+}
