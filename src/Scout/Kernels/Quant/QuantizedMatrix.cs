@@ -24,6 +24,9 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
     public TensorType Type { get; }
     public long ByteSize => Rows * _rowBytes;
 
+    /// <summary>Name of the instruction-set path the products use on this machine.</summary>
+    public static string KernelPathName => DotKernels.Path.ToString();
+
     public static bool Supports(TensorType type) => type is TensorType.Q4_0 or TensorType.Q8_0 or TensorType.Q4_K or TensorType.Q6_K;
 
     public QuantizedMatrix(TensorType type, byte* data, int rows, int cols)
