@@ -24,7 +24,7 @@ internal enum KernelPath
 /// activation block sums: Σ(q−8)·a = Σq·a − 8·Σa. .NET 10 exposes VNNI (vpdpbusd) only as the VEX AvxVnni / AVX10.2
 /// forms, which these AMD Zen 4 machines do not report, so the x64 paths use vpmaddubsw + vpmaddwd.
 /// </summary>
-internal static unsafe class DotKernels
+internal static unsafe partial class DotKernels
 {
     /// <summary>
     /// The fastest path this CPU supports. AVX2 wins over the AVX-512BW variants on the Zen 4 machines measured

@@ -76,13 +76,25 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
         fixed (int* ps = act.BlockSums)
         fixed (short* ps16 = act.Sums16)
         {
+            bool four = n >= 4 && DotKernels.HasFourTokenKernel(Type, path);
+            float* out4 = stackalloc float[4];
             for (int t0 = 0; t0 < n; t0 += TokenTile)
             {
                 int t1 = Math.Min(n, t0 + TokenTile);
                 for (int r = r0; r < r1; r++)
                 {
                     byte* row = _data + r * _rowBytes;
-                    for (int t = t0; t < t1; t++)
+                    int t = t0;
+                    if (four)
+                    {
+                        for (; t + 4 <= t1; t += 4)
+                        {
+                            int bOffset = t * _blocksPerRow;
+                            DotKernels.Dot4(Type, row, pq + (long)t * Cols, pd + bOffset, ps + bOffset, ps16 + (long)bOffset * 16, Cols, _blocksPerRow, out4);
+                            for (int i = 0; i < 4; i++) y[(long)(t + i) * Rows + r] = out4[i];
+                        }
+                    }
+                    for (; t < t1; t++)
                         y[(long)t * Rows + r] = DotRow(path, row, pq, pd, ps, ps16, t);
                 }
             }
