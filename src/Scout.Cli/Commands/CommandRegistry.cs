@@ -9,5 +9,7 @@ public static class CommandRegistry
     {
         yield return InspectCommand.Create(ctx);
         yield return LogitsCommand.Create(ctx);
+        yield return TokenizeCommand.Create(ctx);
+        yield return DetokenizeCommand.Create(ctx);
     }
 }
