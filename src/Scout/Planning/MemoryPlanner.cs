@@ -9,6 +9,8 @@ public sealed record PlanOptions
 {
     /// <summary>"scout" (default), "maverick", a config.json, a Hugging Face folder / .safetensors, or a .gguf file.</summary>
     public string? Model { get; init; }
+    /// <summary>A config.json for the values a GGUF does not carry (chunk size, qk-norm, NoPE layout).</summary>
+    public string? ConfigPath { get; init; }
     public long Context { get; init; } = 1024;
     /// <summary>Sequences decoded side by side, each with its own KV cache.</summary>
     public int Parallel { get; init; } = 1;
@@ -70,7 +72,7 @@ public static class MemoryPlanner
         if (o.Parallel <= 0 || o.Parallel > 65536) throw new ArgumentException($"parallel sequences must be in 1..65536, got {o.Parallel}");
         if (o.Batch <= 0 || o.Batch > 1 << 20) throw new ArgumentException($"batch (tokens per forward) must be in 1..1048576, got {o.Batch}");
 
-        var source = ResolveModel(o.Model);
+        var source = ResolveModel(o.Model, o.ConfigPath);
         var c = source.Config;
         var notes = new List<string>();
 
@@ -78,13 +80,13 @@ public static class MemoryPlanner
         var parameters = source.Checkpoint?.Parameters ?? CountParameters(inventory, c);
 
         var schemes = new List<SchemeWeights>();
-        foreach (var s in o.Schemes ?? QuantScheme.Standard) schemes.Add(Weights(s, c, source.Vision));
+        foreach (var s in o.Schemes ?? QuantScheme.Standard) schemes.Add(Weights(s, c, source.Vision, source.RopeFreqsPresent));
 
         CheckpointReport? ckptReport = null;
         SchemeWeights? fileWeights = source.Checkpoint?.Weights;
         if (source.Checkpoint is { } ck)
         {
-            var match = MatchScheme(ck, c, source.Vision);
+            var match = MatchScheme(ck, c, source.Vision, source.RopeFreqsPresent);
             ckptReport = ck.Report with { MatchingScheme = match?.Name, MatchingSchemeBytes = match is null ? null : match.TextBytes + match.VisionBytes };
         }
 
@@ -134,10 +136,11 @@ public static class MemoryPlanner
     }
 
     /// <summary>Weight bytes of the model in one scheme, tensor by tensor.</summary>
-    public static SchemeWeights Weights(QuantScheme scheme, Llama4Config c, VisionGeometry? vision)
+    /// <param name="ropeFreqsPresent">for a model read from a GGUF (whose config has no rope_scaling): whether it carries rope_freqs</param>
+    public static SchemeWeights Weights(QuantScheme scheme, Llama4Config c, VisionGeometry? vision, bool? ropeFreqsPresent = null)
     {
         // GGUF files carry rope_freqs (F32) when the model uses llama3 rope scaling; Hugging Face files do not.
-        var tensors = TensorInventory.FromConfig(c, vision, includeRopeFreqs: scheme.Family == SchemeFamily.Gguf);
+        var tensors = TensorInventory.FromConfig(c, vision, includeRopeFreqs: scheme.Family == SchemeFamily.Gguf, ropeFreqsPresent);
         try
         {
             var lines = tensors.Select(t => (Tensor: t, Type: scheme.TypeFor(t, c))).ToList();
@@ -186,6 +189,8 @@ public static class MemoryPlanner
     {
         var l = layers.Where(x => x >= 0).Distinct().Order().ToList();
         if (l.Count == 0) return "";
+        if (l.Count >= 4 && l[1] - l[0] > 1 && l.Zip(l.Skip(1)).All(p => p.Second - p.First == l[1] - l[0]))
+            return $" (every {Ordinal(l[1] - l[0])} layer, {l[0]}-{l[^1]})";
         var ranges = new List<string>();
         for (int i = 0; i < l.Count;)
         {
@@ -196,6 +201,8 @@ public static class MemoryPlanner
         }
         return $" (layers {string.Join(", ", ranges)})";
     }
+
+    private static string Ordinal(int n) => n switch { 2 => "2nd", 3 => "3rd", _ => $"{n}th" };
 
     private static FitRow Fit(Device dev, SchemeWeights s, Llama4Config c, PlanOptions o, long kvBytes, long bufferBytes, long cap)
     {
@@ -233,7 +240,7 @@ public static class MemoryPlanner
             {
                 var ten = KvCachePlan.Size(c, 10L << 20, KvType.BF16, 1);
                 notes.Add($"10M context (10,485,760 tokens) needs {SizeParsing.GiB(ten.Bytes)} of bf16 KV per sequence even chunk-aware " +
-                          $"({SizeParsing.GiB(ten.NaiveBytes)} naive): no single machine in the table holds it next to the weights.");
+                          $"({SizeParsing.GiB(ten.NaiveBytes)} naive), on top of the weights.");
             }
         }
         notes.Add($"KV sizes use the head count that is cached: {c.NumKvHeads} KV heads × {c.HeadDim} = {c.KvDim} values per token per layer for K and for V, " +
@@ -251,12 +258,21 @@ public static class MemoryPlanner
 
     private sealed record CheckpointInfo(ParameterReport Parameters, SchemeWeights Weights, CheckpointReport Report, List<CheckpointTensor> Tensors);
 
-    private sealed record ModelSource(string Name, string Kind, string? Path, Llama4Config Config, VisionGeometry? Vision, CheckpointInfo? Checkpoint);
+    private sealed record ModelSource(string Name, string Kind, string? Path, Llama4Config Config, VisionGeometry? Vision, CheckpointInfo? Checkpoint)
+    {
+        /// <summary>A GGUF's config has no rope_scaling, so whether rope_freqs exists comes from its tensors.</summary>
+        public bool? RopeFreqsPresent => Checkpoint is { Report.Format: nameof(CheckpointFormat.Gguf) } ck ? ck.Tensors.Any(t => t.Role == TensorRole.RopeFreqs) : null;
+    }
 
-    private static ModelSource ResolveModel(string? model)
+    private static ModelSource ResolveModel(string? model, string? configPath)
     {
         if (string.IsNullOrWhiteSpace(model)) model = "scout";
-        if (ModelPresets.Find(model) is { } preset && !File.Exists(model) && !Directory.Exists(model))
+        // A bare preset name wins over a same-named file in the current folder (the repository has a `scout` script);
+        // write ./scout to mean a path.
+        bool looksLikePath = model.Contains('/') && !model.StartsWith("meta-llama/", StringComparison.OrdinalIgnoreCase) || model.Contains('\\')
+            || model.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || model.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
+            || model.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
+        if (!looksLikePath && ModelPresets.Find(model) is { } preset)
             return new ModelSource(preset.DisplayName, "preset", null, preset.Text, preset.Vision, null);
         if (File.Exists(model) && model.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
@@ -273,7 +289,7 @@ public static class MemoryPlanner
         }
         if (!File.Exists(model) && !Directory.Exists(model)) throw ModelPresets.Unknown(model);
 
-        using var ckpt = Checkpoint.Open(model);
+        using var ckpt = Checkpoint.Open(model, configPath);
         var c = ckpt.Config;
         var vision = ckpt.Format == CheckpointFormat.HuggingFace ? ModelPresets.VisionOf(c, model) : null;
         var tensors = ckpt.Tensors.Values.Select(CheckpointTensor.Of).ToList();
@@ -318,21 +334,21 @@ public static class MemoryPlanner
     }
 
     /// <summary>The scheme whose prediction equals the checkpoint's tensor bytes exactly, if any (F32/BF16/F16/GGUF mixes).</summary>
-    private static SchemeWeights? MatchScheme(CheckpointInfo ck, Llama4Config c, VisionGeometry? vision)
+    private static SchemeWeights? MatchScheme(CheckpointInfo ck, Llama4Config c, VisionGeometry? vision, bool? ropeFreqs)
     {
         bool gguf = ck.Report.Format == nameof(CheckpointFormat.Gguf);
         foreach (var s in QuantScheme.All.Where(s => (s.Family == SchemeFamily.Gguf) == gguf || (gguf && s == QuantScheme.F32)))
         {
-            var w = gguf && s == QuantScheme.F32 ? WeightsAsGgufF32(c) : Weights(s, c, gguf ? null : vision);
+            var w = gguf && s == QuantScheme.F32 ? WeightsAsGgufF32(c, ropeFreqs) : Weights(s, c, gguf ? null : vision, ropeFreqs);
             if (w.Error is null && w.TextBytes + w.VisionBytes == ck.Report.TensorBytes) return w;
         }
         return null;
     }
 
     /// <summary>An all-F32 GGUF as convert_hf_to_gguf writes it (--outtype f32): every tensor F32, plus rope_freqs.</summary>
-    public static SchemeWeights WeightsAsGgufF32(Llama4Config c)
+    public static SchemeWeights WeightsAsGgufF32(Llama4Config c, bool? ropeFreqsPresent = null)
     {
-        var tensors = TensorInventory.FromConfig(c, null, includeRopeFreqs: true);
+        var tensors = TensorInventory.FromConfig(c, null, includeRopeFreqs: true, ropeFreqsPresent);
         long bytes = tensors.Sum(t => StorageType.F32.Bytes(t.RowLength, t.TotalRows));
         long routed = tensors.Where(t => t.IsRoutedExpert).Sum(t => StorageType.F32.Bytes(t.RowLength, t.TotalRows));
         return new SchemeWeights("F32 (GGUF)", "GGUF written with --outtype f32", nameof(SchemeFamily.Gguf), bytes, 0, routed, 32, [], []);

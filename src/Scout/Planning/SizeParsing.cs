@@ -59,6 +59,15 @@ public static class SizeParsing
 
     public static string GiB(long bytes) => (bytes / (double)(1L << 30)).ToString("0.###", CultureInfo.InvariantCulture) + " GiB";
 
+    /// <summary>A context rounded down for tables: "1.62M", "381k", "512" (k = 1024, M = 1024²; exact numbers are in --json).</summary>
+    public static string TokensApprox(long tokens) => tokens switch
+    {
+        >= 1L << 20 when tokens % (1L << 20) == 0 => $"{tokens >> 20}M",
+        >= 1L << 20 => (Math.Floor(tokens * 100.0 / (1L << 20)) / 100).ToString("0.00", CultureInfo.InvariantCulture) + "M",
+        >= 1L << 10 => $"{tokens >> 10}k",
+        _ => tokens.ToString(CultureInfo.InvariantCulture),
+    };
+
     /// <summary>"8k", "1M", or the plain number when it is not a round binary multiple.</summary>
     public static string Tokens(long tokens) => tokens switch
     {

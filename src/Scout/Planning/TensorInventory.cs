@@ -58,9 +58,10 @@ public static class TensorInventory
 {
     /// <summary>
     /// The text tensors in llama.cpp's order (non-layer tensors, then layer by layer), plus the vision tensors when
-    /// <paramref name="vision"/> is given. <paramref name="includeRopeFreqs"/> adds GGUF's rope_freqs (llama3 scaling).
+    /// <paramref name="vision"/> is given. <paramref name="includeRopeFreqs"/> adds GGUF's rope_freqs when the model
+    /// has llama3 rope scaling, or when <paramref name="ropeFreqsPresent"/> says a file carries it.
     /// </summary>
-    public static List<PlannedTensor> FromConfig(Llama4Config c, VisionGeometry? vision = null, bool includeRopeFreqs = false)
+    public static List<PlannedTensor> FromConfig(Llama4Config c, VisionGeometry? vision = null, bool includeRopeFreqs = false, bool? ropeFreqsPresent = null)
     {
         long d = c.HiddenSize, v = c.VocabSize, q = c.QDim, kv = c.KvDim, f = c.IntermediateSize, fd = c.IntermediateSizeMlp, e = c.NumExperts;
         var list = new List<PlannedTensor>
@@ -69,7 +70,7 @@ public static class TensorInventory
             new("output_norm.weight", TensorRole.OutputNorm, -1, d, 1),
         };
         if (!c.TieWordEmbeddings) list.Add(new("output.weight", TensorRole.Output, -1, d, v));
-        if (includeRopeFreqs && c.RopeScaling is not null) list.Add(new("rope_freqs.weight", TensorRole.RopeFreqs, -1, c.HeadDim / 2, 1));
+        if (includeRopeFreqs && (ropeFreqsPresent ?? c.RopeScaling is not null)) list.Add(new("rope_freqs.weight", TensorRole.RopeFreqs, -1, c.HeadDim / 2, 1));
         for (int i = 0; i < c.NumLayers; i++)
         {
             string p = $"blk.{i}.";
