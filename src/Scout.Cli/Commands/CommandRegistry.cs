@@ -11,5 +11,6 @@ public static class CommandRegistry
         yield return LogitsCommand.Create(ctx);
         yield return TokenizeCommand.Create(ctx);
         yield return DetokenizeCommand.Create(ctx);
+        yield return PlanCommand.Create(ctx);
     }
 }
