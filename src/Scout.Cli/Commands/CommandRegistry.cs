@@ -12,5 +12,6 @@ public static class CommandRegistry
         yield return TokenizeCommand.Create(ctx);
         yield return DetokenizeCommand.Create(ctx);
         yield return PlanCommand.Create(ctx);
+        yield return BenchCommand.Create(ctx);
     }
 }
