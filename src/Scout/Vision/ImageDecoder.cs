@@ -31,12 +31,13 @@ public static class ImageDecoder
     public static RgbImage Decode(ReadOnlySpan<byte> data, string source = "image", long maxPixels = DefaultMaxPixels)
     {
         var format = DetectFormat(data, source);
+        string name = format switch { ImageFormat.Png => "PNG", ImageFormat.Jpeg => "JPEG", _ => "WebP" };
         if (format == ImageFormat.Png) CheckPngHeader(data, source, maxPixels);
 
         using var stream = new SKMemoryStream(data.ToArray());
         using var codec = SKCodec.Create(stream, out var createResult);
         if (codec is null)
-            throw new ImageDecodeException(source, $"corrupt or truncated {format} header ({createResult})");
+            throw new ImageDecodeException(source, $"corrupt or truncated {name} header ({createResult})");
         int w = codec.Info.Width, h = codec.Info.Height;
         CheckSize(w, h, source, maxPixels);
 
@@ -48,9 +49,9 @@ public static class ImageDecoder
             fixed (byte* p = rgba) result = codec.GetPixels(info, (nint)p);
         }
         if (result == SKCodecResult.IncompleteInput)
-            throw new ImageDecodeException(source, $"truncated {format} data (the pixel data ends early)");
+            throw new ImageDecodeException(source, $"truncated {name} data (the pixel data ends early)");
         if (result != SKCodecResult.Success)
-            throw new ImageDecodeException(source, $"corrupt {format} pixel data ({result})");
+            throw new ImageDecodeException(source, $"corrupt {name} pixel data ({result})");
 
         bool composite = format switch
         {
