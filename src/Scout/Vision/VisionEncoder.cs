@@ -317,30 +317,68 @@ public sealed unsafe class VisionEncoder
         }
     }
 
-    /// <summary>Full bidirectional attention per head, scale 1/√hd, parallel over (head, query).</summary>
+    /// <summary>
+    /// Full bidirectional attention per head, scale 1/√hd. Each head's keys are packed [n, hd] and its values
+    /// transposed [hd, n], so a query costs n short SIMD dots for the scores and hd long dots for the output.
+    /// Parallel over (head, block of queries).
+    /// </summary>
     private void Attend(float[] q, float[] k, float[] v, int n, float[] output)
     {
         int d = Config.HiddenSize, hd = Config.HeadDim, heads = Config.NumHeads;
         float scale = 1f / MathF.Sqrt(hd);
-        WorkerPool.Shared.For(heads * n, job =>
+        var keys = new float[heads * n * hd];
+        var valuesT = new float[heads * hd * n];
+        for (int t = 0; t < n; t++)
+        for (int h = 0; h < heads; h++)
         {
-            int h = job / n, t = job % n;
-            var qh = new ReadOnlySpan<float>(q, t * d + h * hd, hd);
-            var outh = new Span<float>(output, t * d + h * hd, hd);
+            k.AsSpan(t * d + h * hd, hd).CopyTo(keys.AsSpan((h * n + t) * hd, hd));
+            for (int c = 0; c < hd; c++) valuesT[(h * hd + c) * n + t] = v[t * d + h * hd + c];
+        }
+        const int block = 16;
+        int blocks = (n + block - 1) / block;
+        WorkerPool.Shared.For(heads * blocks, job =>
+        {
+            int h = job / blocks, t0 = job % blocks * block, t1 = Math.Min(n, t0 + block);
             var scores = System.Buffers.ArrayPool<float>.Shared.Rent(n);
             try
             {
-                for (int j = 0; j < n; j++) scores[j] = TensorPrimitives.Dot(qh, new ReadOnlySpan<float>(k, j * d + h * hd, hd)) * scale;
                 var s = scores.AsSpan(0, n);
-                Ops.Softmax(s);
-                outh.Clear();
-                for (int j = 0; j < n; j++) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(v, j * d + h * hd, hd), s[j], outh, outh);
+                var kh = new ReadOnlySpan<float>(keys, h * n * hd, n * hd);
+                for (int t = t0; t < t1; t++)
+                {
+                    var qh = new ReadOnlySpan<float>(q, t * d + h * hd, hd);
+                    for (int j = 0; j < n; j++) s[j] = ShortDot(qh, kh.Slice(j * hd, hd)) * scale;
+                    Ops.Softmax(s);
+                    for (int c = 0; c < hd; c++)
+                        output[t * d + h * hd + c] = TensorPrimitives.Dot(s, new ReadOnlySpan<float>(valuesT, (h * hd + c) * n, n));
+                }
             }
             finally
             {
                 System.Buffers.ArrayPool<float>.Shared.Return(scores);
             }
         });
+    }
+
+    /// <summary>A dot product of a head-sized vector, inlined (TensorPrimitives' call overhead dominates at this length).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float ShortDot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        int i = 0;
+        float sum = 0;
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated && a.Length >= 8)
+        {
+            var acc = System.Runtime.Intrinsics.Vector256<float>.Zero;
+            ref float ra = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(a);
+            ref float rb = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(b);
+            for (; i <= a.Length - 8; i += 8)
+                acc = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(
+                    System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref ra, (nuint)i),
+                    System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rb, (nuint)i), acc);
+            sum = System.Runtime.Intrinsics.Vector256.Sum(acc);
+        }
+        for (; i < a.Length; i++) sum += a[i] * b[i];
+        return sum;
     }
 }
 

@@ -119,6 +119,19 @@ public class VisionEncoderTests(VisionModelFixture fixture, ITestOutputHelper ou
         Assert.Equal(0.9999999845827421, VisionMath.Erf(4), 13);
     }
 
+    [Fact]
+    public void FastGeluMatchesTheExactErfForm()
+    {
+        var xs = Enumerable.Range(-4000, 8001).Select(i => i * 0.004f).ToArray();
+        var fast = (float[])xs.Clone();
+        VisionMath.Gelu(fast);
+        for (int i = 0; i < xs.Length; i++)
+        {
+            double exact = 0.5 * xs[i] * (1 + VisionMath.Erf(xs[i] / Math.Sqrt(2)));
+            Assert.True(Math.Abs(fast[i] - exact) <= 2e-7 * Math.Abs(exact) + 1e-12, $"gelu({xs[i]}) = {fast[i]}, exact {exact}");
+        }
+    }
+
     /// <summary>Not asserted: prints the time to encode one tile with the fixture's (tiny) encoder.</summary>
     [Fact]
     public void MeasureOneTile()
