@@ -23,9 +23,10 @@ public static class PlanCommand
         var withVision = new Option<bool>("--with-vision") { Description = "count the vision encoder in the fit table (needed for images)" };
         var threads = new Option<int>("--threads") { Description = "worker threads (sizes the attention score rows); default: all cores", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "print every number as JSON" };
+        var tensors = new Option<bool>("--tensors") { Description = "list every tensor: shape, parameters, type and bytes per scheme" };
         var cmd = new Command("plan", "Memory plan for Llama 4: parameters, weights per quantization, KV cache, buffers, and what fits on which device")
         {
-            model, config, context, parallel, batch, kvType, scheme, device, memory, withVision, threads, json,
+            model, config, context, parallel, batch, kvType, scheme, device, memory, withVision, threads, json, tensors,
         };
         ctx.SetAction(cmd, p =>
         {
@@ -49,6 +50,7 @@ public static class PlanCommand
                 Devices = devices.Count > 0 ? devices : null,
                 WithVision = p.GetValue(withVision),
                 Threads = threadCount,
+                IncludeTensors = p.GetValue(tensors),
             };
             var report = MemoryPlanner.Plan(options);
             if (p.GetValue(json))
@@ -126,6 +128,18 @@ public static class PlanCommand
             con.WriteLine(ck.MatchingScheme is { } ms
                 ? $"  matches the planner's {ms} layout exactly ({N(ck.MatchingSchemeBytes!.Value)} bytes)"
                 : "  no standard scheme reproduces its bytes exactly (custom mix); the 'file' rows below use its real sizes");
+            con.WriteLine();
+        }
+
+        if (r.Tensors is { } lines)
+        {
+            var names = r.Schemes.Select(s => s.Name).ToList();
+            var tt = new Table().Title(Markup.Escape("Tensors (ggml shape, ne[0] first; type and bytes per scheme)")).AddColumn("tensor").AddColumn("shape").AddColumn(new TableColumn("parameters").RightAligned());
+            foreach (var n in names) tt.AddColumn(new TableColumn(n).RightAligned());
+            foreach (var t in lines)
+                tt.AddRow(new[] { Markup.Escape(t.Name), string.Join("x", t.Ne), N(t.Parameters) }
+                    .Concat(names.Select(n => t.Schemes.TryGetValue(n, out var v) ? Markup.Escape(v) : "-")).ToArray());
+            con.Write(tt);
             con.WriteLine();
         }
 

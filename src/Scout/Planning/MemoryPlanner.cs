@@ -23,7 +23,12 @@ public sealed record PlanOptions
     /// <summary>Count the vision weights in the fit table (needed to accept images).</summary>
     public bool WithVision { get; init; }
     public int Threads { get; init; }
+    /// <summary>List every tensor with its shape and its type and bytes in each scheme.</summary>
+    public bool IncludeTensors { get; init; }
 }
+
+/// <summary>One tensor of the plan: ggml shape (ne[0] first), parameters, and "type bytes" per scheme.</summary>
+public sealed record TensorLine(string Name, string Group, int Layer, long[] Ne, long Parameters, IReadOnlyDictionary<string, string> Schemes);
 
 public sealed record ModelSummary(
     string Name, string Source, string? Path, int HiddenSize, int Layers, int MoeLayers, int GlobalLayers, int Heads, int KvHeads, int HeadDim,
@@ -56,7 +61,8 @@ public sealed record FitRow(
 
 public sealed record PlanReport(
     ModelSummary Model, ParameterReport Parameters, IReadOnlyList<SchemeWeights> Schemes, CheckpointReport? Checkpoint,
-    KvReport Kv, EngineBufferPlan EngineBuffers, IReadOnlyList<FitRow> Fit, IReadOnlyList<string> Notes, PlanInputs Inputs);
+    KvReport Kv, EngineBufferPlan EngineBuffers, IReadOnlyList<FitRow> Fit, IReadOnlyList<string> Notes, PlanInputs Inputs,
+    IReadOnlyList<TensorLine>? Tensors = null);
 
 public sealed record PlanInputs(long Context, int Parallel, int Batch, string KvType, bool WithVision, IReadOnlyList<string> Devices);
 
@@ -118,7 +124,31 @@ public static class MemoryPlanner
             c.RopeLayers.Count(r => !r), c.NumHeads, c.NumKvHeads, c.HeadDim, c.VocabSize, c.NumExperts, c.TopK, c.IntermediateSize,
             c.MoeLayers.All(m => m) ? 0 : c.IntermediateSizeMlp, c.AttentionChunkSize, c.UseQkNorm, c.MaxPositionEmbeddings, source.Vision is not null);
         var inputs = new PlanInputs(o.Context, o.Parallel, o.Batch, o.KvType.Name, o.WithVision, devices.Select(d => d.Name).ToList());
-        return new PlanReport(summary, parameters, schemes, ckptReport, new KvReport(kvRequested, engineKv, kvTable), buffers, fit, notes, inputs);
+        var tensorLines = o.IncludeTensors ? TensorLines(c, source, o.Schemes ?? QuantScheme.Standard) : null;
+        return new PlanReport(summary, parameters, schemes, ckptReport, new KvReport(kvRequested, engineKv, kvTable), buffers, fit, notes, inputs, tensorLines);
+    }
+
+    private static List<TensorLine> TensorLines(Llama4Config c, ModelSource source, IReadOnlyList<QuantScheme> schemes)
+    {
+        var tensors = TensorInventory.FromConfig(c, source.Vision, includeRopeFreqs: true, source.RopeFreqsPresent);
+        var lines = new List<TensorLine>();
+        foreach (var t in tensors)
+        {
+            var per = new Dictionary<string, string>();
+            foreach (var s in schemes)
+            {
+                if (t.Role == TensorRole.RopeFreqs && s.Family != SchemeFamily.Gguf) continue;
+                try
+                {
+                    var type = s.TypeFor(t, c);
+                    per[s.Name] = $"{type.Name} {type.Bytes(t.RowLength, t.TotalRows)}";
+                }
+                catch (InvalidDataException e) { per[s.Name] = e.Message; }
+            }
+            long[] ne = t.Matrices > 1 ? [t.RowLength, t.Rows, t.Matrices] : t.Rows > 1 ? [t.RowLength, t.Rows] : [t.RowLength];
+            lines.Add(new TensorLine(t.Name, t.Group, t.Layer, ne, t.IsParameter ? t.Elements : 0, per));
+        }
+        return lines;
     }
 
     /// <summary>Parameter counts from a tensor list: total, text, vision, and active per token (one top-k share of the routed experts).</summary>

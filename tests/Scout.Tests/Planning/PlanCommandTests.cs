@@ -43,6 +43,19 @@ public class PlanCommandTests
     }
 
     [Fact]
+    public void TensorListingAddsUpToTheTotals()
+    {
+        var (code, output, err) = Run("plan", "--json", "--tensors", "--scheme", "Q4_K_M", "--device", "H200");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        var tensors = doc.RootElement.GetProperty("tensors").EnumerateArray().ToList();
+        Assert.Equal(108_641_793_536L, tensors.Sum(t => t.GetProperty("parameters").GetInt64()));
+        long q4km = tensors.Where(t => !t.GetProperty("group").GetString()!.StartsWith("vision"))
+            .Sum(t => long.Parse(t.GetProperty("schemes").GetProperty("Q4_K_M").GetString()!.Split(' ')[1]));
+        Assert.Equal(doc.RootElement.GetProperty("schemes")[0].GetProperty("textBytes").GetInt64(), q4km);
+    }
+
+    [Fact]
     public void MaverickPreset()
     {
         var (code, output, err) = Run("plan", "--model", "maverick", "--device", "H100", "--scheme", "Q4_K_M,FP8");
