@@ -28,6 +28,7 @@ public sealed class KvCache
     }
 
     internal readonly LayerCache[] Layers;
+    private readonly Llama4Config _config;
 
     /// <summary>Number of positions already in the cache (the next token's position).</summary>
     public int Length { get; internal set; }
@@ -38,6 +39,7 @@ public sealed class KvCache
     {
         if (maxContext <= 0) throw new ArgumentException($"context length must be positive, got {maxContext}");
         MaxContext = maxContext;
+        _config = config;
         ChunkSize = config.AttentionChunkSize;
         Layers = new LayerCache[config.NumLayers];
         for (int i = 0; i < Layers.Length; i++)
@@ -54,6 +56,43 @@ public sealed class KvCache
     public long CapacityBytes => Layers.Sum(l => 2L * l.Capacity * l.RowFloats * sizeof(float));
 
     public void Clear() => Length = 0;
+
+    /// <summary>Makes this cache a copy of <paramref name="source"/> (same model and context); copies only the slots in use.</summary>
+    public void CopyFrom(KvCache source)
+    {
+        if (source.Layers.Length != Layers.Length || source.MaxContext != MaxContext || source.ChunkSize != ChunkSize)
+            throw new ArgumentException("cannot copy a KV cache between different models or context lengths");
+        for (int i = 0; i < Layers.Length; i++)
+        {
+            var (from, to) = (source.Layers[i], Layers[i]);
+            int slots = Math.Min(source.Length, from.Capacity);
+            to.EnsureSlots(slots);
+            int floats = slots * from.RowFloats;
+            from.K.AsSpan(0, floats).CopyTo(to.K);
+            from.V.AsSpan(0, floats).CopyTo(to.V);
+        }
+        Length = source.Length;
+    }
+
+    /// <summary>A copy of this cache holding the same positions.</summary>
+    public KvCache Clone()
+    {
+        var copy = new KvCache(_config, MaxContext);
+        copy.CopyFrom(this);
+        return copy;
+    }
+
+    /// <summary>
+    /// The longest length ≤ <paramref name="length"/> this cache can be cut back to (see <see cref="CanTruncateTo"/>).
+    /// The start of the chunk holding <paramref name="length"/> always qualifies, so at most one chunk is lost.
+    /// </summary>
+    public int UsablePrefix(int length)
+    {
+        length = Math.Clamp(length, 0, Length);
+        if (CanTruncateTo(length)) return length;
+        int boundary = AttentionMath.ChunkStart(length, ChunkSize);
+        return CanTruncateTo(boundary) ? boundary : 0;
+    }
 
     /// <summary>Whether the cache can be cut back to <paramref name="length"/> positions and still serve the next query.</summary>
     public bool CanTruncateTo(int length)

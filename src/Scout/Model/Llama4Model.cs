@@ -7,6 +7,9 @@ namespace Scout.Model;
 /// <summary>Which rows of logits a forward pass computes.</summary>
 public enum LogitsMode { None, Last, All }
 
+/// <summary>One sequence's share of a batched forward pass: its cache and how many new rows it contributes.</summary>
+public readonly record struct BatchSegment(KvCache Cache, int Count);
+
 /// <summary>
 /// The Llama 4 text model — the forward pass of Meta's <c>models/llama4/model.py</c> and <c>moe.py</c>, in one file.
 ///
@@ -71,13 +74,42 @@ public sealed class Llama4Model : IDisposable
     /// <paramref name="h"/> is used as the residual stream and is overwritten.
     /// </summary>
     public void ForwardEmbeddings(float[] h, int n, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
+        => ForwardSegments(h, [new BatchSegment(cache, n)], logits, mode);
+
+    /// <summary>
+    /// One decode step for several sequences at once: token i goes to caches[i] at that cache's next position.
+    /// Every weight matrix is read once for the whole batch; attention runs per sequence against its own cache.
+    /// <paramref name="logits"/> receives one row per sequence.
+    /// </summary>
+    public void ForwardBatch(ReadOnlySpan<int> tokens, IReadOnlyList<KvCache> caches, Span<float> logits)
+    {
+        if (tokens.Length != caches.Count)
+            throw new ArgumentException($"{tokens.Length} tokens for {caches.Count} caches: a batch step takes one token per sequence");
+        int n = tokens.Length, d = Config.HiddenSize;
+        var h = new float[n * d];
+        var segments = new BatchSegment[n];
+        for (int i = 0; i < n; i++)
+        {
+            if ((uint)tokens[i] >= (uint)Config.VocabSize)
+                throw new ArgumentException($"token id {tokens[i]} is outside the vocabulary (0..{Config.VocabSize - 1})");
+            Weights.Embed(tokens[i], h.AsSpan(i * d, d));
+            segments[i] = new BatchSegment(caches[i], 1);
+        }
+        ForwardSegments(h, segments, logits, LogitsMode.Last);
+    }
+
+    /// <summary>
+    /// The decoder over rows that belong to one or more sequences: segment s owns the next segments[s].Count rows of
+    /// <paramref name="h"/> and continues its cache at cache.Length. With <see cref="LogitsMode.Last"/> each segment
+    /// gets one logits row (its last token); with All, every row does.
+    /// </summary>
+    public void ForwardSegments(float[] h, IReadOnlyList<BatchSegment> segments, Span<float> logits, LogitsMode mode = LogitsMode.All)
     {
         var c = Config;
         int d = c.HiddenSize;
-        int start = cache.Length;
-        if (start + n > cache.MaxContext)
-            throw new InvalidOperationException($"context is full: {start} + {n} tokens exceeds the context length {cache.MaxContext}");
-        int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => 1, _ => 0 };
+        var rows = SegmentRows.Plan(segments);
+        int n = rows.Count;
+        int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => segments.Count, _ => 0 };
         if (logits.Length < logitRows * c.VocabSize)
             throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {logitRows * c.VocabSize}");
 
@@ -87,22 +119,58 @@ public sealed class Llama4Model : IDisposable
         {
             var w = Weights.Layers[layer];
             RmsNormRows(h, w.AttentionNorm, normed, n);
-            Attention(layer, normed, n, start, cache, delta);
-            TensorPrimitives.Add(h, delta, h);
+            Attention(layer, normed, rows, delta);
+            TensorPrimitives.Add(h.AsSpan(0, n * d), delta, h.AsSpan(0, n * d));
 
             RmsNormRows(h, w.FfnNorm, normed, n);
             if (w.Dense is { } dense) FeedForward(dense, normed, n, delta);
             else MixtureOfExperts(w, normed, n, delta);
-            TensorPrimitives.Add(h, delta, h);
+            TensorPrimitives.Add(h.AsSpan(0, n * d), delta, h.AsSpan(0, n * d));
         }
-        cache.Length = start + n;
+        for (int s = 0; s < segments.Count; s++) segments[s].Cache.Length = rows.Start[s] + segments[s].Count;
 
         if (logitRows == 0) return;
-        int first = n - logitRows;
         var finalNormed = normed.AsSpan(0, logitRows * d);
-        for (int t = 0; t < logitRows; t++)
-            Ops.RmsNorm(h.AsSpan((first + t) * d, d), Weights.FinalNorm, (float)c.RmsNormEps, finalNormed.Slice(t * d, d));
+        for (int r = 0; r < logitRows; r++)
+        {
+            int row = mode == LogitsMode.All ? r : rows.Offset[r] + segments[r].Count - 1;
+            Ops.RmsNorm(h.AsSpan(row * d, d), Weights.FinalNorm, (float)c.RmsNormEps, finalNormed.Slice(r * d, d));
+        }
         Weights.Output.Multiply(finalNormed, logitRows, logits[..(logitRows * c.VocabSize)]);
+    }
+
+    /// <summary>Where each row of a multi-sequence batch belongs: its segment, and each segment's first row and position.</summary>
+    private sealed class SegmentRows
+    {
+        public required IReadOnlyList<BatchSegment> Segments;
+        public required int[] Offset;   // first row of segment s
+        public required int[] Start;    // position of that row (cache length before the step)
+        public required int[] Segment;  // segment of row r
+        public int Count => Segment.Length;
+        public int Position(int row) => Start[Segment[row]] + row - Offset[Segment[row]];
+
+        public static SegmentRows Plan(IReadOnlyList<BatchSegment> segments)
+        {
+            if (segments.Count == 0) throw new ArgumentException("a forward pass needs at least one sequence");
+            var offset = new int[segments.Count];
+            var start = new int[segments.Count];
+            var seen = new HashSet<KvCache>(ReferenceEqualityComparer.Instance);
+            int n = 0;
+            for (int s = 0; s < segments.Count; s++)
+            {
+                var (cache, count) = (segments[s].Cache, segments[s].Count);
+                if (count <= 0) throw new ArgumentException($"sequence {s} of the batch has no tokens");
+                if (!seen.Add(cache)) throw new ArgumentException("the same KV cache appears twice in one batch");
+                if (cache.Length + count > cache.MaxContext)
+                    throw new InvalidOperationException($"context is full: {cache.Length} + {count} tokens exceeds the context length {cache.MaxContext}");
+                offset[s] = n;
+                start[s] = cache.Length;
+                n += count;
+            }
+            var segment = new int[n];
+            for (int s = 0; s < segments.Count; s++) segment.AsSpan(offset[s], segments[s].Count).Fill(s);
+            return new SegmentRows { Segments = segments, Offset = offset, Start = start, Segment = segment };
+        }
     }
 
     private void RmsNormRows(float[] x, float[] weight, float[] y, int n)
@@ -115,11 +183,13 @@ public sealed class Llama4Model : IDisposable
     /// <summary>
     /// Grouped-query attention. RoPE layers: rotate q,k (adjacent pairs), then QK-norm, then attend within the
     /// current chunk. NoPE layers: no rotation, temperature-scaled queries, attend to every earlier position.
+    /// Each row attends only to its own sequence's keys.
     /// </summary>
-    private void Attention(int layer, float[] x, int n, int start, KvCache cache, float[] output)
+    private void Attention(int layer, float[] x, SegmentRows rows, float[] output)
     {
         var c = Config;
         var w = Weights.Layers[layer];
+        int n = rows.Count;
         int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim;
         bool useRope = c.UsesRope(layer);
         bool chunked = useRope;
@@ -138,7 +208,7 @@ public sealed class Llama4Model : IDisposable
             Span<float> cos = stackalloc float[hd / 2], sin = stackalloc float[hd / 2];
             for (int t = 0; t < n; t++)
             {
-                int pos = start + t;
+                int pos = rows.Position(t);
                 var qt = q.AsSpan(t * qDim, qDim);
                 var kt = k.AsSpan(t * kvDim, kvDim);
                 if (useRope)
@@ -163,17 +233,27 @@ public sealed class Llama4Model : IDisposable
                 }
             }
 
-            var lc = cache.Layers[layer];
-            lc.EnsureSlots(start + n);
-            AttendAll(q, k, v, n, start, lc, chunked, attn);
+            var caches = new KvCache.LayerCache[rows.Segments.Count];
+            for (int s = 0; s < caches.Length; s++)
+            {
+                caches[s] = rows.Segments[s].Cache.Layers[layer];
+                caches[s].EnsureSlots(rows.Start[s] + rows.Segments[s].Count);
+            }
+            AttendAll(q, k, v, rows, caches, chunked, attn);
 
             // Store this batch's keys/values; chunked layers overwrite ring slots of earlier chunks.
-            int firstStored = lc.Ring ? Math.Max(0, n - lc.Capacity) : 0;
-            for (int t = firstStored; t < n; t++)
+            for (int s = 0; s < caches.Length; s++)
             {
-                int slot = lc.Slot(start + t);
-                k.AsSpan(t * kvDim, kvDim).CopyTo(lc.K.AsSpan(slot * kvDim, kvDim));
-                v.AsSpan(t * kvDim, kvDim).CopyTo(lc.V.AsSpan(slot * kvDim, kvDim));
+                var lc = caches[s];
+                int count = rows.Segments[s].Count;
+                int firstStored = lc.Ring ? Math.Max(0, count - lc.Capacity) : 0;
+                for (int t = firstStored; t < count; t++)
+                {
+                    int row = rows.Offset[s] + t;
+                    int slot = lc.Slot(rows.Start[s] + t);
+                    k.AsSpan(row * kvDim, kvDim).CopyTo(lc.K.AsSpan(slot * kvDim, kvDim));
+                    v.AsSpan(row * kvDim, kvDim).CopyTo(lc.V.AsSpan(slot * kvDim, kvDim));
+                }
             }
 
             w.O.Multiply(attn.AsSpan(0, n * qDim), n, output);
@@ -187,8 +267,8 @@ public sealed class Llama4Model : IDisposable
         }
     }
 
-    /// <summary>softmax(q·kᵀ/√d)·v for every (token, head); keys before the batch come from the cache.</summary>
-    private void AttendAll(float[] q, float[] k, float[] v, int n, int start, KvCache.LayerCache lc, bool chunked, float[] output)
+    /// <summary>softmax(q·kᵀ/√d)·v for every (row, head); keys before the batch come from the row's own cache.</summary>
+    private void AttendAll(float[] q, float[] k, float[] v, SegmentRows rows, KvCache.LayerCache[] caches, bool chunked, float[] output)
     {
         var c = Config;
         int hd = c.HeadDim, heads = c.NumHeads, qDim = c.QDim, kvDim = c.KvDim;
@@ -196,10 +276,13 @@ public sealed class Llama4Model : IDisposable
         float scale = 1f / MathF.Sqrt(hd);
         int chunk = c.AttentionChunkSize;
 
-        WorkerPool.Shared.For(n * heads, job =>
+        WorkerPool.Shared.For(rows.Count * heads, job =>
         {
             int t = job / heads, head = job % heads, kvHead = head / group;
-            int pos = start + t;
+            int s = rows.Segment[t];
+            int start = rows.Start[s], rowOffset = rows.Offset[s];
+            var lc = caches[s];
+            int pos = rows.Position(t);
             int from = AttentionMath.FirstVisibleKey(pos, chunked, chunk);
             int count = pos - from + 1;
             var qh = new ReadOnlySpan<float>(q, t * qDim + head * hd, hd);
@@ -208,14 +291,14 @@ public sealed class Llama4Model : IDisposable
             try
             {
                 for (int kp = from; kp <= pos; kp++)
-                    scores[kp - from] = TensorPrimitives.Dot(qh, KeyOrValue(k, lc.K, kp, start, lc, kvDim).Slice(kvHead * hd, hd)) * scale;
-                var s = scores.AsSpan(0, count);
-                Ops.Softmax(s);
+                    scores[kp - from] = TensorPrimitives.Dot(qh, KeyOrValue(k, lc.K, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd)) * scale;
+                var sc = scores.AsSpan(0, count);
+                Ops.Softmax(sc);
                 outh.Clear();
                 for (int kp = from; kp <= pos; kp++)
                 {
-                    var vh = KeyOrValue(v, lc.V, kp, start, lc, kvDim).Slice(kvHead * hd, hd);
-                    TensorPrimitives.MultiplyAdd(vh, s[kp - from], outh, outh);
+                    var vh = KeyOrValue(v, lc.V, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
+                    TensorPrimitives.MultiplyAdd(vh, sc[kp - from], outh, outh);
                 }
             }
             finally
@@ -225,9 +308,9 @@ public sealed class Llama4Model : IDisposable
         });
     }
 
-    private static ReadOnlySpan<float> KeyOrValue(float[] batch, float[] cached, int pos, int start, KvCache.LayerCache lc, int kvDim)
+    private static ReadOnlySpan<float> KeyOrValue(float[] batch, float[] cached, int pos, int start, int rowOffset, KvCache.LayerCache lc, int kvDim)
         => pos >= start
-            ? new ReadOnlySpan<float>(batch, (pos - start) * kvDim, kvDim)
+            ? new ReadOnlySpan<float>(batch, (rowOffset + pos - start) * kvDim, kvDim)
             : new ReadOnlySpan<float>(cached, lc.Slot(pos) * kvDim, kvDim);
 
     /// <summary>SwiGLU: down(silu(gate·x) ⊙ up·x).</summary>

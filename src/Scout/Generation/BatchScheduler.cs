@@ -1,0 +1,250 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Scout.Model;
+using Scout.Tokenization;
+
+namespace Scout.Generation;
+
+/// <summary>Limits and sizes of a <see cref="BatchScheduler"/>.</summary>
+public sealed record SchedulerOptions
+{
+    /// <summary>Sequences decoded together in one batch.</summary>
+    public int Parallel { get; init; } = 4;
+    /// <summary>Requests waiting for a free slot before new ones are refused.</summary>
+    public int QueueLimit { get; init; } = 64;
+    /// <summary>Context length of each sequence.</summary>
+    public int MaxContext { get; init; } = 4096;
+    /// <summary>Prompt tokens per forward while prefilling; decode steps of the other sequences run in between.</summary>
+    public int PrefillChunk { get; init; } = 256;
+    /// <summary>Memory for caches of finished sequences kept for prefix reuse; 0 turns reuse off.</summary>
+    public long PrefixCacheBytes { get; init; } = 1L << 30;
+}
+
+/// <summary>Live counters of a <see cref="BatchScheduler"/> (the server's /metrics).</summary>
+public sealed class SchedulerMetrics
+{
+    private long _requests, _rejected, _promptTokens, _cachedPromptTokens, _completionTokens, _steps;
+    public long Requests => Interlocked.Read(ref _requests);
+    public long Rejected => Interlocked.Read(ref _rejected);
+    public long PromptTokens => Interlocked.Read(ref _promptTokens);
+    public long CachedPromptTokens => Interlocked.Read(ref _cachedPromptTokens);
+    public long CompletionTokens => Interlocked.Read(ref _completionTokens);
+    public long DecodeSteps => Interlocked.Read(ref _steps);
+    /// <summary>Generated tokens per second over the last decode steps (all sequences together).</summary>
+    public double RecentTokensPerSecond { get; internal set; }
+    public int Active { get; internal set; }
+    public int Queued { get; internal set; }
+    public long KvCacheBytes { get; internal set; }
+
+    internal void Request() => Interlocked.Increment(ref _requests);
+    internal void Reject() => Interlocked.Increment(ref _rejected);
+    internal void Prompt(int tokens, int cached) { Interlocked.Add(ref _promptTokens, tokens); Interlocked.Add(ref _cachedPromptTokens, cached); }
+    internal void Completion(int tokens) => Interlocked.Add(ref _completionTokens, tokens);
+    internal void Step() => Interlocked.Increment(ref _steps);
+}
+
+/// <summary>
+/// Continuous batching: one thread runs the model for every active sequence. Each iteration prefills a piece of
+/// any newly admitted prompt, then runs ONE batched decode step for all sequences that are generating
+/// (<see cref="Llama4Model.ForwardBatch"/>). Requests join between steps and leave when done or cancelled;
+/// beyond <see cref="SchedulerOptions.Parallel"/> they wait in a bounded queue, beyond that they are refused.
+/// Each request streams through its own unbounded channel, so a slow reader never stalls the batch.
+/// </summary>
+public sealed class BatchScheduler : IDisposable
+{
+    private sealed class Job(GenerationRequest request, CancellationToken cancellation)
+    {
+        public readonly GenerationRequest Request = request;
+        public readonly CancellationToken Cancellation = cancellation;
+        public readonly Channel<GenerationUpdate> Output = Channel.CreateUnbounded<GenerationUpdate>(new() { SingleWriter = true, SingleReader = true });
+        public SequenceRun? Run;
+    }
+
+    private readonly Llama4Model _model;
+    private readonly ITokenizer _tokenizer;
+    private readonly Queue<Job> _queue = new();
+    private readonly List<Job> _active = new();
+    private readonly object _lock = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Thread _thread;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Stopwatch _rateClock = Stopwatch.StartNew();
+    private int _rateTokens;
+
+    public SchedulerOptions Options { get; }
+    public SchedulerMetrics Metrics { get; } = new();
+    public PrefixCache PrefixCache { get; }
+    public Llama4Model Model => _model;
+    public ITokenizer Tokenizer => _tokenizer;
+
+    public BatchScheduler(Llama4Model model, ITokenizer tokenizer, SchedulerOptions? options = null)
+    {
+        Options = options ?? new SchedulerOptions();
+        if (Options.Parallel < 1) throw new ArgumentException($"parallel sequences must be at least 1, got {Options.Parallel}");
+        if (Options.QueueLimit < 0) throw new ArgumentException($"queue limit must be ≥ 0, got {Options.QueueLimit}");
+        _model = model;
+        _tokenizer = tokenizer;
+        PrefixCache = new PrefixCache(Options.PrefixCacheBytes);
+        _thread = new Thread(Loop) { IsBackground = true, Name = "scout-batch" };
+        _thread.Start();
+    }
+
+    /// <summary>
+    /// Queues a request and returns its stream of updates (the last one carries the finish reason). Throws
+    /// <see cref="QueueFullException"/> when the queue is full, <see cref="ArgumentException"/> for a bad request.
+    /// Cancelling <paramref name="cancellation"/> removes the sequence at the next step and frees its slot.
+    /// </summary>
+    public IAsyncEnumerable<GenerationUpdate> Submit(GenerationRequest request, CancellationToken cancellation = default)
+    {
+        request.Validate(_model.Config.VocabSize, Options.MaxContext);
+        var job = new Job(request, cancellation);
+        lock (_lock)
+        {
+            if (_active.Count >= Options.Parallel && _queue.Count >= Options.QueueLimit)
+            {
+                Metrics.Reject();
+                throw new QueueFullException($"the server is busy: {_active.Count} sequences running and {_queue.Count} waiting (limit {Options.QueueLimit})");
+            }
+            _queue.Enqueue(job);
+            Metrics.Request();
+            Metrics.Queued = _queue.Count;
+        }
+        _wake.Release();
+        cancellation.Register(() => _wake.Release());
+        return job.Output.Reader.ReadAllAsync(cancellation);
+    }
+
+    private void Loop()
+    {
+        var logits = Array.Empty<float>();
+        int vocab = _model.Config.VocabSize;
+        while (!_stop.IsCancellationRequested)
+        {
+            Admit();
+            DropCancelled();
+            if (_active.Count == 0)
+            {
+                try { _wake.Wait(_stop.Token); } catch (OperationCanceledException) { break; }
+                continue;
+            }
+
+            try
+            {
+                // Prefill: one piece of one waiting prompt per iteration, so decoding sequences keep moving.
+                var prefilling = _active.FirstOrDefault(j => j.Run!.Prefilling);
+                if (prefilling is not null)
+                {
+                    var run = prefilling.Run!;
+                    bool last = run.NeedsLogits(Options.PrefillChunk);
+                    if (logits.Length < vocab) logits = new float[vocab];
+                    _model.Forward(run.TakePending(Options.PrefillChunk), run.Cache, logits, last ? LogitsMode.Last : LogitsMode.None);
+                    if (last) Deliver(prefilling, run.Step(logits.AsSpan(0, vocab)));
+                }
+
+                var decoding = _active.Where(j => !j.Run!.Prefilling && !j.Run.Finished).ToList();
+                if (decoding.Count > 0)
+                {
+                    var tokens = new int[decoding.Count];
+                    var caches = new KvCache[decoding.Count];
+                    for (int i = 0; i < decoding.Count; i++)
+                    {
+                        tokens[i] = decoding[i].Run!.TakePending(1)[0];
+                        caches[i] = decoding[i].Run!.Cache;
+                    }
+                    if (logits.Length < decoding.Count * vocab) logits = new float[decoding.Count * vocab];
+                    _model.ForwardBatch(tokens, caches, logits);
+                    Metrics.Step();
+                    for (int i = 0; i < decoding.Count; i++)
+                        Deliver(decoding[i], decoding[i].Run!.Step(logits.AsSpan(i * vocab, vocab)));
+                    CountRate(decoding.Count);
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A failure in the model fails every sequence in flight rather than killing the loop.
+                foreach (var job in _active.ToList()) Fail(job, e);
+            }
+            UpdateGauges();
+        }
+        foreach (var job in _active.ToList()) Fail(job, new OperationCanceledException("the scheduler stopped"));
+    }
+
+    private void Admit()
+    {
+        lock (_lock)
+        {
+            while (_active.Count < Options.Parallel && _queue.Count > 0)
+            {
+                var job = _queue.Dequeue();
+                if (job.Cancellation.IsCancellationRequested) { job.Output.Writer.TryComplete(new OperationCanceledException(job.Cancellation)); continue; }
+                var cache = _model.CreateCache(Options.MaxContext);
+                var cached = PrefixCache.Restore(job.Request.Prompt, cache);
+                job.Run = new SequenceRun(job.Request, _tokenizer, cache, cached);
+                Metrics.Prompt(job.Request.Prompt.Length, cached.Count);
+                _active.Add(job);
+            }
+            Metrics.Queued = _queue.Count;
+        }
+    }
+
+    private void DropCancelled()
+    {
+        foreach (var job in _active.Where(j => j.Cancellation.IsCancellationRequested).ToList())
+            Fail(job, new OperationCanceledException(job.Cancellation));
+    }
+
+    private void Deliver(Job job, GenerationUpdate update)
+    {
+        job.Output.Writer.TryWrite(update);
+        if (!update.IsFinal) return;
+        Metrics.Completion(update.Stats!.CompletionTokens);
+        job.Output.Writer.TryComplete();
+        Retire(job);
+    }
+
+    private void Fail(Job job, Exception error)
+    {
+        if (job.Run is { } run) Metrics.Completion(run.Stats().CompletionTokens);
+        job.Output.Writer.TryComplete(error);
+        Retire(job);
+    }
+
+    /// <summary>The slot frees at once; the cache goes to the prefix cache for later prompts that share its start.</summary>
+    private void Retire(Job job)
+    {
+        lock (_lock) _active.Remove(job);
+        if (job.Run is { } run && run.Cache.Length == run.CachedTokens.Count)
+            PrefixCache.Add(run.CachedTokens, run.Cache);
+    }
+
+    private void CountRate(int tokens)
+    {
+        _rateTokens += tokens;
+        if (_rateClock.Elapsed.TotalSeconds >= 1)
+        {
+            Metrics.RecentTokensPerSecond = _rateTokens / _rateClock.Elapsed.TotalSeconds;
+            _rateTokens = 0;
+            _rateClock.Restart();
+        }
+    }
+
+    private void UpdateGauges()
+    {
+        lock (_lock)
+        {
+            Metrics.Active = _active.Count;
+            Metrics.Queued = _queue.Count;
+            Metrics.KvCacheBytes = _active.Sum(j => j.Run?.Cache.AllocatedBytes ?? 0) + PrefixCache.Bytes;
+        }
+        if (_active.Count == 0 && _rateClock.Elapsed.TotalSeconds >= 2) Metrics.RecentTokensPerSecond = 0;
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _wake.Release();
+        _thread.Join(TimeSpan.FromSeconds(10));
+        lock (_lock)
+            while (_queue.Count > 0) _queue.Dequeue().Output.Writer.TryComplete(new OperationCanceledException("the scheduler stopped"));
+    }
+}

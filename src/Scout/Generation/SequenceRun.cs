@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using Scout.Model;
+using Scout.Tokenization;
+
+namespace Scout.Generation;
+
+/// <summary>
+/// The per-sequence half of generation, shared by the single-sequence <see cref="Generator"/> and the batching
+/// <see cref="BatchScheduler"/>: which tokens still have to go through the model, and what to make of each row of
+/// logits (sample, check stops, stream text).
+/// </summary>
+internal sealed class SequenceRun
+{
+    private readonly GenerationRequest _request;
+    private readonly ITokenizer _tokenizer;
+    private readonly Sampler _sampler;
+    private readonly OutputText _output;
+    private readonly ITokenConstraint? _constraint;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private TimeSpan _promptTime;
+    private int _generated;
+
+    public KvCache Cache { get; }
+    /// <summary>Tokens whose keys and values are in <see cref="Cache"/>, in order.</summary>
+    public List<int> CachedTokens { get; }
+    /// <summary>Tokens still to run through the model before the next logits row is sampled.</summary>
+    public int[] Pending { get; private set; }
+    public int CachedPromptTokens { get; }
+    public bool Prefilling { get; private set; } = true;
+    public bool Finished { get; private set; }
+
+    /// <param name="cache">The sequence's cache, already holding <paramref name="cachedTokens"/> (a reused prefix of the prompt).</param>
+    public SequenceRun(GenerationRequest request, ITokenizer tokenizer, KvCache cache, List<int> cachedTokens)
+    {
+        _request = request;
+        _tokenizer = tokenizer;
+        _sampler = new Sampler(request.Sampling);
+        _sampler.ObservePrompt(request.Prompt);
+        _output = new OutputText(request.StopStrings);
+        _constraint = request.Constraint?.Invoke();
+        Cache = cache;
+        CachedTokens = cachedTokens;
+        CachedPromptTokens = cachedTokens.Count;
+        Pending = request.Prompt[cachedTokens.Count..];
+    }
+
+    /// <summary>Takes up to <paramref name="max"/> pending tokens to run now; they count as cached once run.</summary>
+    public ReadOnlySpan<int> TakePending(int max)
+    {
+        int n = Math.Min(max, Pending.Length);
+        var now = Pending.AsSpan(0, n);
+        CachedTokens.AddRange(now);
+        Pending = Pending[n..];
+        return now;
+    }
+
+    /// <summary>Whether the next forward of the pending tokens completes the prompt (so its last row must be sampled).</summary>
+    public bool NeedsLogits(int taking) => taking >= Pending.Length;
+
+    /// <summary>Samples from the logits of the last token run and returns what to stream.</summary>
+    public GenerationUpdate Step(ReadOnlySpan<float> logits)
+    {
+        if (Prefilling)
+        {
+            Prefilling = false;
+            _promptTime = _clock.Elapsed;
+            _clock.Restart();
+        }
+        var mask = _constraint is null ? null : new Action<Span<float>>(_constraint.Mask);
+        var sampled = _sampler.Sample(logits, _request.Logprobs ? _request.TopLogprobs : 0, mask);
+        _generated++;
+        int id = sampled.Id;
+
+        if (!_request.IgnoreStopIds && _tokenizer.StopIds.Contains(id))
+            return Finish(_output.Flush(), sampled, FinishReason.Stop, stopToken: id);
+
+        _sampler.Accept(id);
+        _constraint?.Accept(id);
+        string text = _tokenizer.IsSpecial(id) && !_request.IgnoreStopIds ? "" : _output.Append(_tokenizer.DecodeBytes([id]));
+        if (_output.MatchedStop is not null) return Finish(text, sampled, FinishReason.Stop);
+        if (_generated >= _request.MaxTokens || CachedTokens.Count + 1 >= Cache.MaxContext)
+            return Finish(text + _output.Flush(), sampled, FinishReason.Length);
+        Pending = [id];
+        return new GenerationUpdate(text, sampled);
+    }
+
+    private GenerationUpdate Finish(string text, SampledToken token, FinishReason reason, int? stopToken = null)
+    {
+        Finished = true;
+        Pending = [];
+        return new GenerationUpdate(text, token, reason, Stats(stopToken));
+    }
+
+    public GenerationStats Stats(int? stopToken = null) => new()
+    {
+        PromptTokens = _request.Prompt.Length,
+        CachedPromptTokens = CachedPromptTokens,
+        CompletionTokens = _generated,
+        PromptTime = Prefilling ? _clock.Elapsed : _promptTime,
+        GenerationTime = Prefilling ? TimeSpan.Zero : _clock.Elapsed,
+        StopString = _output.MatchedStop,
+        StopTokenId = stopToken,
+    };
+
+    /// <summary>All text streamed so far.</summary>
+    public string Text => _output.Text;
+}
