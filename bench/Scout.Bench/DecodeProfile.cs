@@ -56,12 +56,25 @@ internal static class DecodeProfile
             }).ToArray(),
         };
         var model = new Llama4Model(m.Config, timed);
-        ModelBenchmark.GenerateOnce(model, 8);
-        sink.Clear();
-        double tokenMs = 1000.0 / ModelBenchmark.GenerateOnce(model, steps);
+        int prompt = o.GetInt("prompt", 0);
+        double tokenMs;
+        if (prompt > 0)
+        {
+            // prefill profile: one batch of `prompt` tokens; times are per prompt token
+            ModelBenchmark.PromptOnce(model, 16);
+            sink.Clear();
+            tokenMs = 1000.0 / ModelBenchmark.PromptOnce(model, prompt);
+            steps = prompt;
+        }
+        else
+        {
+            ModelBenchmark.GenerateOnce(model, 8);
+            sink.Clear();
+            tokenMs = 1000.0 / ModelBenchmark.GenerateOnce(model, steps);
+        }
         long active = ModelBenchmark.ActiveBytesPerToken(m);
         double matmul = sink.Values.Sum(v => v.Ms) / steps;
-        Console.WriteLine($"decode: {tokenMs:F3} ms/token ({1000 / tokenMs:F1} tok/s, {active / tokenMs / 1e6:F2} GB/s of active weights), {threads} threads, kernels {Scout.Kernels.Quant.QuantizedMatrix.KernelPathName}");
+        Console.WriteLine($"{(prompt > 0 ? $"prefill of {prompt}" : "decode")}: {tokenMs:F3} ms/token ({1000 / tokenMs:F1} tok/s, {active / tokenMs / 1e6:F2} GB/s of active weights), {threads} threads, kernels {Scout.Kernels.Quant.QuantizedMatrix.KernelPathName}");
         Console.WriteLine("| part | ms/token | share | GB/s | calls/token |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
         foreach (var (name, (ms, bytes, calls)) in sink.OrderByDescending(kv => kv.Value.Ms))

@@ -66,6 +66,7 @@ internal static unsafe partial class DotKernels
     // ---------------------------------------------------------------- dispatch
 
     /// <summary>Q4_0 row (blocks × 18 bytes) · activations in 32-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ4_0(KernelPath path, byte* w, sbyte* q, float* d, int* sums, int blocks) => path switch
     {
         KernelPath.Avx512 => Q4_0Avx512(w, q, d, sums, blocks),
@@ -75,6 +76,7 @@ internal static unsafe partial class DotKernels
     };
 
     /// <summary>Q8_0 row (blocks × 34 bytes) · activations in 32-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ8_0(KernelPath path, byte* w, sbyte* q, float* d, int blocks) => path switch
     {
         KernelPath.Avx512 => Q8_0Avx512(w, q, d, blocks),
@@ -84,6 +86,7 @@ internal static unsafe partial class DotKernels
     };
 
     /// <summary>Q4_K row (blocks × 144 bytes) · activations in 256-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ4_K(KernelPath path, byte* w, sbyte* q, float* d, short* sums16, int blocks) => path switch
     {
         KernelPath.Avx512 => Q4_KAvx512(w, q, d, sums16, blocks),
@@ -93,6 +96,7 @@ internal static unsafe partial class DotKernels
     };
 
     /// <summary>Q6_K row (blocks × 210 bytes) · activations in 256-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ6_K(KernelPath path, byte* w, sbyte* q, float* d, short* sums16, int blocks) => path switch
     {
         KernelPath.Avx512 => Q6_KAvx512(w, q, d, sums16, blocks),
@@ -103,6 +107,7 @@ internal static unsafe partial class DotKernels
 
     // ---------------------------------------------------------------- scalar references (layouts as in docs §5)
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q4_0Scalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -121,6 +126,7 @@ internal static unsafe partial class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q8_0Scalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -158,6 +164,7 @@ internal static unsafe partial class DotKernels
             b & low6, ((c >> 4) & low4) | (((b >> 6) & low2) << 4)).AsByte();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q4_KScalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -188,6 +195,7 @@ internal static unsafe partial class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q6_KScalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -230,6 +238,7 @@ internal static unsafe partial class DotKernels
         return (p0 + p1) + (p2 + p3);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_0Vector128(byte* w, sbyte* q, float* d, int* sums, int blocks)
     {
         var mask = System.Runtime.Intrinsics.Vector128.Create((byte)0x0F);
@@ -248,6 +257,7 @@ internal static unsafe partial class DotKernels
         return sum - 8 * correction;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8_0Vector128(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -262,6 +272,7 @@ internal static unsafe partial class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_KVector128(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var mask = System.Runtime.Intrinsics.Vector128.Create((byte)0x0F);
@@ -292,6 +303,7 @@ internal static unsafe partial class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_KVector128(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var low4 = System.Runtime.Intrinsics.Vector128.Create((byte)0x0F);
@@ -361,11 +373,14 @@ internal static unsafe partial class DotKernels
         return Vector256.Create(raw, System.Runtime.Intrinsics.Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte()) & mask;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_0Avx2(byte* w, sbyte* q, float* d, int* sums, int blocks)
     {
         var mask = Vector256.Create((byte)0x0F);
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;   // four chains hide the FMA latency
         var correction = Vector256<float>.Zero;
         float* s = stackalloc float[8];
         int b = 0;
@@ -379,12 +394,12 @@ internal static unsafe partial class DotKernels
             scales.Store(s);
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 2, mask), Vector256.Load(a))), Vector256.Create(s[0]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 20, mask), Vector256.Load(a + 32))), Vector256.Create(s[1]), acc1);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 38, mask), Vector256.Load(a + 64))), Vector256.Create(s[2]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 56, mask), Vector256.Load(a + 96))), Vector256.Create(s[3]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 38, mask), Vector256.Load(a + 64))), Vector256.Create(s[2]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 56, mask), Vector256.Load(a + 96))), Vector256.Create(s[3]), acc3);
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 74, mask), Vector256.Load(a + 128))), Vector256.Create(s[4]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 92, mask), Vector256.Load(a + 160))), Vector256.Create(s[5]), acc1);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 110, mask), Vector256.Load(a + 192))), Vector256.Create(s[6]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 128, mask), Vector256.Load(a + 224))), Vector256.Create(s[7]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 110, mask), Vector256.Load(a + 192))), Vector256.Create(s[6]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 128, mask), Vector256.Load(a + 224))), Vector256.Create(s[7]), acc3);
         }
         float tailCorrection = 0;
         for (; b < blocks; b++)
@@ -394,7 +409,7 @@ internal static unsafe partial class DotKernels
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 2, mask), Vector256.Load(q + b * 32))), Vector256.Create(sc), acc0);
             tailCorrection += sc * sums[b];
         }
-        return Vector256.Sum(acc0 + acc1) - 8 * (Vector256.Sum(correction) + tailCorrection);
+        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3)) - 8 * (Vector256.Sum(correction) + tailCorrection);
     }
 
     /// <summary>|w| · (a with w's sign) keeps vpmaddubsw's unsigned operand in 0..128.</summary>
@@ -405,10 +420,13 @@ internal static unsafe partial class DotKernels
         return Avx.ConvertToVector256Single(MulAdd8(Avx2.Sign(wv, wv).AsByte(), Avx2.Sign(Vector256.Load(a), wv)));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8_0Avx2(byte* w, sbyte* q, float* d, int blocks)
     {
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
         float* s = stackalloc float[8];
         int b = 0;
         for (; b + 8 <= blocks; b += 8)
@@ -418,19 +436,19 @@ internal static unsafe partial class DotKernels
             (HalfToFloat8(blk, 34) * Vector256.Load(d + b)).Store(s);
             acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 2, a), Vector256.Create(s[0]), acc0);
             acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 36, a + 32), Vector256.Create(s[1]), acc1);
-            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 70, a + 64), Vector256.Create(s[2]), acc0);
-            acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 104, a + 96), Vector256.Create(s[3]), acc1);
+            acc2 = Fma.MultiplyAdd(Q8_0Block(blk + 70, a + 64), Vector256.Create(s[2]), acc2);
+            acc3 = Fma.MultiplyAdd(Q8_0Block(blk + 104, a + 96), Vector256.Create(s[3]), acc3);
             acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 138, a + 128), Vector256.Create(s[4]), acc0);
             acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 172, a + 160), Vector256.Create(s[5]), acc1);
-            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 206, a + 192), Vector256.Create(s[6]), acc0);
-            acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 240, a + 224), Vector256.Create(s[7]), acc1);
+            acc2 = Fma.MultiplyAdd(Q8_0Block(blk + 206, a + 192), Vector256.Create(s[6]), acc2);
+            acc3 = Fma.MultiplyAdd(Q8_0Block(blk + 240, a + 224), Vector256.Create(s[7]), acc3);
         }
         for (; b < blocks; b++)
         {
             byte* blk = w + b * 34;
             acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 2, q + b * 32), Vector256.Create(Half(blk) * d[b]), acc0);
         }
-        return Vector256.Sum(acc0 + acc1);
+        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3));
     }
 
     // vpshufb masks broadcasting 16-bit lane k of each 128-bit half to the whole half.
@@ -439,6 +457,7 @@ internal static unsafe partial class DotKernels
                                       System.Runtime.Intrinsics.Vector128.Create((ushort)(2 * k | (2 * k + 1) << 8)).AsByte()))
         .ToArray();
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_KAvx2(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var mask = Vector256.Create((byte)0x0F);
@@ -476,6 +495,7 @@ internal static unsafe partial class DotKernels
     // vpshufb mask gathering the even bytes then the odd bytes of 16 (Q6_K scales → [s0 s2 … s14 | s1 s3 … s15]).
     private static readonly Vector128<byte> EvenThenOdd = System.Runtime.Intrinsics.Vector128.Create((byte)0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_KAvx2(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var low4 = Vector256.Create((byte)0x0F);
@@ -525,6 +545,7 @@ internal static unsafe partial class DotKernels
     private static Vector512<int> MulAdd16(Vector512<byte> unsignedW, Vector512<sbyte> a)
         => Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(unsignedW, a), Vector512.Create((short)1));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_0Avx512(byte* w, sbyte* q, float* d, int* sums, int blocks)
     {
         var mask = Vector512.Create((byte)0x0F);
@@ -549,6 +570,7 @@ internal static unsafe partial class DotKernels
         return Vector512.Sum(acc) - 8 * correction + tail;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8_0Avx512(byte* w, sbyte* q, float* d, int blocks)
     {
         var acc = Vector512<float>.Zero;
@@ -570,6 +592,7 @@ internal static unsafe partial class DotKernels
         return Vector512.Sum(acc) + tail;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_KAvx512(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var mask = Vector512.Create((byte)0x0F);
@@ -600,6 +623,7 @@ internal static unsafe partial class DotKernels
         return Vector512.Sum(acc) - minTotal;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_KAvx512(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var low4 = Vector512.Create((byte)0x0F);

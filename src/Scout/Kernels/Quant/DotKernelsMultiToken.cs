@@ -20,6 +20,7 @@ internal static unsafe partial class DotKernels
     /// out[i] = row · activation row (token0 + i) for i in 0..3. Activation rows are <paramref name="cols"/> quants
     /// apart and have <paramref name="blocksPerRow"/> scale/sum entries each.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dot4(Scout.Tensors.TensorType type, byte* w, sbyte* q, float* d, int* sums, short* sums16, int cols, int blocksPerRow, float* out4)
     {
         switch (type)
@@ -30,6 +31,7 @@ internal static unsafe partial class DotKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4_0Avx2x4(byte* w, sbyte* q, float* d, int* sums, int cols, int bpr, float* out4)
     {
         var mask = Vector256.Create((byte)0x0F);
@@ -81,6 +83,7 @@ internal static unsafe partial class DotKernels
         out4[3] = Vector256.Sum(acc3) - 8 * (Vector256.Sum(cor3) + c3);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q8_0Avx2x4(byte* w, sbyte* q, float* d, int cols, int bpr, float* out4)
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
@@ -125,6 +128,7 @@ internal static unsafe partial class DotKernels
         out4[3] = Vector256.Sum(acc3);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4_KAvx2x4(byte* w, sbyte* q, float* d, short* sums16, int cols, int bpr, float* out4)
     {
         var mask = Vector256.Create((byte)0x0F);

@@ -69,6 +69,7 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
     }
 
     /// <summary>y[t, r] for r in [r0, r1) and every token t.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void MultiplyRows(Q8Activations act, float* y, int n, int r0, int r1, KernelPath path)
     {
         fixed (sbyte* pq = act.Quants)
