@@ -169,7 +169,11 @@ public static class SyntheticGguf
             switch (t.Type)
             {
                 case TensorType.Q4_0: SetHalf(blk, 0, 0.004 + 0.004 * rng.NextDouble()); break;
-                case TensorType.Q8_0: SetHalf(blk, 0, 0.0002 + 0.0003 * rng.NextDouble()); break;
+                case TensorType.Q8_0:
+                    SetHalf(blk, 0, 0.0002 + 0.0003 * rng.NextDouble());
+                    // ggml's quantizer never emits −128; llama.cpp's repacked Q8_0 path does not handle it exactly
+                    for (int j = 2; j < 34; j++) if (blk[j] == 0x80) blk[j] = 0x81;
+                    break;
                 case TensorType.Q4_K:
                     SetHalf(blk, 0, 0.00012 + 0.0001 * rng.NextDouble());
                     SetHalf(blk, 2, 0.0008 + 0.0006 * rng.NextDouble());
