@@ -84,25 +84,29 @@ public sealed class WorkerPool : IDisposable
 
     private void RunLocked(IParallelJob job, int count)
     {
-        {
-            _job = job;
-            _count = count;
-            _error = null;
-            Volatile.Write(ref _remaining, count);
-            int generation = _generation + 1;
-            Interlocked.Exchange(ref _ticket, (long)generation << 32);
-            Interlocked.Exchange(ref _generation, generation);   // full fence: publish, then look for sleepers
-            if (Volatile.Read(ref _sleepers) > 0)
-                lock (_sleepLock) Monitor.PulseAll(_sleepLock);
+        _job = job;
+        _count = count;
+        _error = null;
+        Volatile.Write(ref _remaining, count);
+        int generation = _generation + 1;
+        Interlocked.Exchange(ref _ticket, (long)generation << 32);
+        Interlocked.Exchange(ref _generation, generation);   // full fence: publish, then look for sleepers
+        if (Volatile.Read(ref _sleepers) > 0)
+            lock (_sleepLock) Monitor.PulseAll(_sleepLock);
 
-            Drain(generation, job, count);
-            var spin = new SpinWait();
-            while (Volatile.Read(ref _remaining) > 0) spin.SpinOnce(-1);
-            // Close this generation's ticket before the next job is written, so late workers claim nothing.
-            Interlocked.Exchange(ref _ticket, ((long)generation << 32) | ClosedIndex);
-            _job = null;
-            if (_error is { } e) throw new AggregateException(e);
+        Drain(generation, job, count);
+        // Busy-wait (~0.1 ms) for the workers' last chunks before yielding: a yield can hand the core to another
+        // process for a whole time slice, far longer than the microseconds the peers normally need.
+        long spins = 0;
+        while (Volatile.Read(ref _remaining) > 0)
+        {
+            if (++spins < 20_000) Thread.SpinWait(4);
+            else Thread.Yield();
         }
+        // Close this generation's ticket before the next job is written, so late workers claim nothing.
+        Interlocked.Exchange(ref _ticket, ((long)generation << 32) | ClosedIndex);
+        _job = null;
+        if (_error is { } e) throw new AggregateException(e);
     }
 
     /// <summary>Runs <paramref name="task"/>(i) for i in [0, count) across the pool and waits for all.</summary>
