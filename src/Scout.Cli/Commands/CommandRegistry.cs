@@ -9,5 +9,8 @@ public static class CommandRegistry
     {
         yield return InspectCommand.Create(ctx);
         yield return LogitsCommand.Create(ctx);
+        yield return RunCommand.Create(ctx);
+        yield return ChatCommand.Create(ctx);
+        yield return ServeCommand.Create(ctx);
     }
 }

@@ -182,6 +182,7 @@ public sealed class BatchScheduler : IDisposable
                 job.Run = new SequenceRun(job.Request, _tokenizer, cache, cached);
                 Metrics.Prompt(job.Request.Prompt.Length, cached.Count);
                 _active.Add(job);
+                Metrics.Active = _active.Count;
             }
             Metrics.Queued = _queue.Count;
         }
@@ -212,7 +213,11 @@ public sealed class BatchScheduler : IDisposable
     /// <summary>The slot frees at once; the cache goes to the prefix cache for later prompts that share its start.</summary>
     private void Retire(Job job)
     {
-        lock (_lock) _active.Remove(job);
+        lock (_lock)
+        {
+            _active.Remove(job);
+            Metrics.Active = _active.Count;
+        }
         if (job.Run is { } run && run.Cache.Length == run.CachedTokens.Count)
             PrefixCache.Add(run.CachedTokens, run.Cache);
     }

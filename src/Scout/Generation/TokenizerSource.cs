@@ -1,0 +1,42 @@
+using Scout.Formats;
+using Scout.Tokenization;
+
+namespace Scout.Generation;
+
+/// <summary>A tokenizer and the chat format that goes with it.</summary>
+public sealed record TokenizerBundle(ITokenizer Tokenizer, IChatFormat ChatFormat);
+
+/// <summary>
+/// Finds the tokenizer for a model: an explicit path, else tokenizer.model / tokenizer.json next to the weights,
+/// else the GGUF's own tokenizer section. The file is opened by <see cref="FileLoader"/> (the Llama 4 tokenizer's
+/// loader, set once at startup), so the CLI and server do not depend on one tokenizer implementation.
+/// </summary>
+public static class TokenizerSource
+{
+    /// <summary>Opens a tokenizer file (tokenizer.model, tokenizer.json or a .gguf) as a tokenizer and chat format.</summary>
+    public static Func<string, TokenizerBundle>? FileLoader { get; set; }
+
+    /// <summary>Replaces resolution entirely (model path, explicit tokenizer path → bundle); tests use stand-ins this way.</summary>
+    public static Func<string, string?, TokenizerBundle>? Override { get; set; }
+
+    public static TokenizerBundle Resolve(string modelPath, string? tokenizerPath = null)
+    {
+        if (Override is { } o) return o(modelPath, tokenizerPath);
+        string file = tokenizerPath is not null
+            ? File.Exists(tokenizerPath) || Directory.Exists(tokenizerPath) ? tokenizerPath : throw new ModelLoadException($"tokenizer not found: {tokenizerPath}")
+            : Find(modelPath) ?? throw new ModelLoadException(
+                $"no tokenizer found for {modelPath}: expected tokenizer.model or tokenizer.json next to the weights, or a .gguf with a tokenizer; pass --tokenizer PATH");
+        var loader = FileLoader ?? throw new ModelLoadException("this build has no tokenizer loader (TokenizerSource.FileLoader is not set)");
+        return loader(file);
+    }
+
+    /// <summary>The tokenizer file for a model path, or null.</summary>
+    public static string? Find(string modelPath)
+    {
+        string? folder = Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath));
+        foreach (var name in new[] { "tokenizer.model", "tokenizer.json", Path.Combine("original", "tokenizer.model") })
+            if (folder is not null && File.Exists(Path.Combine(folder, name))) return Path.Combine(folder, name);
+        if (File.Exists(modelPath) && modelPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return modelPath;
+        return null;
+    }
+}
