@@ -44,36 +44,12 @@ public sealed class GenerationFlags
         string path = p.GetValue(Model)!;
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var progress = new ProgressBar(ctx.Err, "loading");
-        var model = Llama4Model.Load(path, null, progress.Report);
-        progress.Done($"loaded {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}: {model.Config.NumLayers} layers, vocab {model.Config.VocabSize}");
+        var model = CliModelLoader.Load(ctx, path, null);
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();
             throw new CliException($"the tokenizer has {tokens.Tokenizer.VocabSize} tokens but the model's vocabulary only {model.Config.VocabSize}: wrong --tokenizer?");
         }
         return (model, tokens);
-    }
-}
-
-/// <summary>A one-line text progress bar ("loading [#####-----] 3/6"), redrawn in place.</summary>
-public sealed class ProgressBar(TextWriter writer, string label)
-{
-    private int _lastDrawn = -1;
-
-    public void Report(int done, int total)
-    {
-        if (total <= 0) return;
-        int width = 30, filled = (int)((long)width * Math.Min(done, total) / total);
-        if (filled == _lastDrawn) return;
-        _lastDrawn = filled;
-        writer.Write($"\r{label} [{new string('#', filled)}{new string('-', width - filled)}] {done}/{total}");
-        writer.Flush();
-    }
-
-    public void Done(string message)
-    {
-        if (_lastDrawn >= 0) writer.Write('\r' + new string(' ', 60) + '\r');
-        writer.WriteLine(message);
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Scout.Model;
+using Scout.Vision;
 
 namespace Scout.Cli.Commands;
 
@@ -19,11 +20,24 @@ public static class LogitsCommand
         ctx.SetAction(cmd, p =>
         {
             var ids = ReadTokens(p.GetValue(tokens)!);
-            using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config));
-            var logits = Compute(m, ids, p.GetValue(decode));
+            var imagePaths = p.GetValue(images) ?? [];
+            float[] logits;
+            int vocab;
+            if (imagePaths.Length > 0 || ids.Contains(ImageTokenIds.Llama4.Patch) || PromptHasPatchTokens(p.GetValue(model)!, p.GetValue(config), ids))
+            {
+                using var vlm = VisionLanguageModel.Load(p.GetValue(model)!, p.GetValue(config));
+                logits = ComputeWithImages(vlm, ids, imagePaths, p.GetValue(decode));
+                vocab = vlm.Text.Config.VocabSize;
+            }
+            else
+            {
+                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config));
+                logits = Compute(m, ids, p.GetValue(decode));
+                vocab = m.Config.VocabSize;
+            }
             using (var fs = File.Create(p.GetValue(output)!))
                 fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(logits.AsSpan()));
-            ctx.Err.WriteLine($"wrote {ids.Length} x {m.Config.VocabSize} logits to {p.GetValue(output)}");
+            ctx.Err.WriteLine($"wrote {ids.Length} x {vocab} logits to {p.GetValue(output)}");
             return 0;
         });
         return cmd;
@@ -45,6 +59,45 @@ public static class LogitsCommand
         }
         return logits;
     }
+
+    /// <summary>Whether the ids hold the model's &lt;|patch|&gt; token (read from its config.json), so images are required.</summary>
+    private static bool PromptHasPatchTokens(string model, string? config, int[] ids)
+    {
+        string cfg = config ?? (Directory.Exists(model) ? Path.Combine(model, "config.json") : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(model)) ?? ".", "config.json"));
+        if (!File.Exists(cfg)) return false;
+        int patch = VisionLanguageModel.ReadImageTokenIds(cfg).Patch;
+        return ids.Contains(patch);
+    }
+
+    /// <summary>Logits for a prompt whose &lt;|patch|&gt; runs are filled with the images' embeddings, in order.</summary>
+    public static float[] ComputeWithImages(VisionLanguageModel vlm, int[] ids, string[] imagePaths, bool decode)
+    {
+        int patches = MultimodalPrompt.CountPatchTokens(ids, vlm.ImageTokens.Patch);
+        if (patches > 0 && imagePaths.Length == 0)
+            throw new CliException($"the prompt has {patches} <|patch|> tokens (id {vlm.ImageTokens.Patch}); pass the images with --image, in prompt order");
+        if (patches == 0 && imagePaths.Length > 0)
+            throw new CliException($"{imagePaths.Length} image(s) given, but the prompt has no <|patch|> tokens (id {vlm.ImageTokens.Patch}) to fill");
+        int runs = CountImageStarts(ids, vlm.ImageTokens.ImageStart);
+        if (runs != 0 && runs != imagePaths.Length)
+            throw new CliException($"the prompt has {runs} image(s) (<|image_start|> tokens) but {imagePaths.Length} --image file(s) were given");
+        var prepared = imagePaths.Select(path => ImagePreprocessor.PreprocessFile(path)).ToList();
+        var h = vlm.EmbedPrompt(ids, prepared);
+        int vocab = vlm.Text.Config.VocabSize, d = vlm.Text.Config.HiddenSize;
+        var logits = new float[ids.Length * vocab];
+        var cache = vlm.Text.CreateCache(Math.Max(ids.Length, 1));
+        if (decode)
+        {
+            for (int t = 0; t < ids.Length; t++)
+                vlm.Text.ForwardEmbeddings(h.AsSpan(t * d, d).ToArray(), 1, cache, logits.AsSpan(t * vocab, vocab), LogitsMode.All);
+        }
+        else
+        {
+            vlm.Text.ForwardEmbeddings(h, ids.Length, cache, logits, LogitsMode.All);
+        }
+        return logits;
+    }
+
+    private static int CountImageStarts(int[] ids, int imageStart) => ids.Count(t => t == imageStart);
 
     public static int[] ReadTokens(string path)
     {

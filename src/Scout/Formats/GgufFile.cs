@@ -158,6 +158,12 @@ public sealed unsafe class GgufFile : IDisposable
         }
 
         DataStart = AlignUp(c.Pos, Alignment);
+        if (DataStart > _file.Length && _infos.Count > 0)
+            throw new ModelLoadException($"{name}: truncated GGUF: the data section would start at byte {DataStart} but the file has {_file.Length}");
+        // Writers pad with zeros; anything else there means the counts do not describe the header (e.g. a lying tensor count).
+        var padding = _file.Span(c.Pos, (int)(Math.Min(DataStart, _file.Length) - c.Pos));
+        if (padding.IndexOfAnyExcept((byte)0) >= 0)
+            throw new ModelLoadException($"{name}: corrupt GGUF: non-zero bytes between the tensor infos (end at byte {c.Pos}) and the data section at {DataStart}; the tensor or metadata count does not match the header");
         long expectedOffset = 0;
         foreach (var info in _infos)
         {
@@ -170,6 +176,8 @@ public sealed unsafe class GgufFile : IDisposable
             var shape = info.Ne.Reverse().ToArray();
             _tensors[info.Name] = new WeightTensor(info.Name, info.Type, shape, _file.Pointer + DataStart + info.Offset, info.ByteLength, name);
         }
+        if (_infos.Count > 0 && _file.Length > DataStart + expectedOffset)
+            throw new ModelLoadException($"{name}: corrupt GGUF: {_file.Length - DataStart - expectedOffset} unexplained bytes after the last tensor (the tensor count or shapes do not describe the file)");
     }
 
     public static long AlignUp(long x, long a) => (x + a - 1) / a * a;

@@ -8,13 +8,20 @@ public sealed record TokenizerBundle(ITokenizer Tokenizer, IChatFormat ChatForma
 
 /// <summary>
 /// Finds the tokenizer for a model: an explicit path, else tokenizer.model / tokenizer.json next to the weights,
-/// else the GGUF's own tokenizer section. The file is opened by <see cref="FileLoader"/> (the Llama 4 tokenizer's
-/// loader, set once at startup), so the CLI and server do not depend on one tokenizer implementation.
+/// else the GGUF's own tokenizer section. The file is opened by <see cref="FileLoader"/> (Llama 4's tokenizer by
+/// default; replaceable, as tests do with stand-ins).
 /// </summary>
 public static class TokenizerSource
 {
     /// <summary>Opens a tokenizer file (tokenizer.model, tokenizer.json or a .gguf) as a tokenizer and chat format.</summary>
-    public static Func<string, TokenizerBundle>? FileLoader { get; set; }
+    public static Func<string, TokenizerBundle>? FileLoader { get; set; } = LoadLlama4;
+
+    /// <summary>Llama 4's tokenizer and chat format from any file <see cref="Llama4Tokenizer.Load"/> reads.</summary>
+    public static TokenizerBundle LoadLlama4(string path)
+    {
+        var tokenizer = Llama4Tokenizer.Load(path);
+        return new TokenizerBundle(tokenizer, new Llama4ChatFormat(tokenizer));
+    }
 
     /// <summary>Replaces resolution entirely (model path, explicit tokenizer path → bundle); tests use stand-ins this way.</summary>
     public static Func<string, string?, TokenizerBundle>? Override { get; set; }

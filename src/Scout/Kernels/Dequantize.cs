@@ -11,6 +11,9 @@ public static class Dequantize
     /// <summary>Decoders for block-quantized types: (blocks, destination) → floats.</summary>
     public static readonly Dictionary<TensorType, Action<ReadOnlySpan<byte>, Span<float>>> BlockDecoders = new();
 
+    // Any use of this class (every load path reads norms through it) first registers the ggml block codecs.
+    static Dequantize() => Quant.QuantRegistry.EnsureRegistered();
+
     public static void ToFloat(TensorType type, ReadOnlySpan<byte> src, Span<float> dst)
     {
         switch (type)

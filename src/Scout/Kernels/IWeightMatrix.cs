@@ -21,8 +21,11 @@ public interface IWeightMatrix
 /// <summary>Builds the right matrix implementation for a stored tensor slice.</summary>
 public static unsafe class WeightMatrix
 {
-    /// <summary>Factory for block-quantized row-major matrices, registered by the quantized kernels.</summary>
+    /// <summary>Factory for block-quantized row-major matrices; defaults to the integer kernels
+    /// (<see cref="Quant.QuantizedMatrix"/>, with <see cref="DequantizingMatrix"/> for types without one).</summary>
     public static Func<TensorType, nint, int, int, IWeightMatrix>? QuantizedFactory { get; set; }
+
+    static WeightMatrix() => QuantizedFactory = Quant.QuantizedKernelsRegistration.Create;
 
     /// <summary>A row-major matrix: row r (one output feature) is <paramref name="cols"/> consecutive weights.</summary>
     public static IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols)

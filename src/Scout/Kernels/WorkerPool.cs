@@ -1,28 +1,50 @@
+using System.Diagnostics;
+
 namespace Scout.Kernels;
 
+/// <summary>A unit of parallel work: <see cref="Execute"/> is called once for every index in [0, count).</summary>
+public interface IParallelJob
+{
+    void Execute(int index);
+}
+
 /// <summary>
-/// A small fork/join pool for compute kernels: N-1 dedicated workers plus the calling thread pull task indices
-/// from a shared counter. Workers spin briefly before sleeping, so back-to-back matmuls during decode do not pay
-/// a thread wake-up each time. One job runs at a time (calls are serialised).
+/// A small fork/join pool for compute kernels: N-1 dedicated workers plus the calling thread claim task indices
+/// from a shared ticket. Workers spin (for <see cref="SpinMicroseconds"/>) between jobs before they block, so the
+/// back-to-back matmuls of a decode step neither pay a thread wake-up nor allocate: <see cref="Run"/> takes a
+/// reusable <see cref="IParallelJob"/> object. One job runs at a time (calls are serialised).
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
     private static WorkerPool? _shared;
+    [ThreadStatic] private static bool _insideJob;
+
+    /// <summary>How long an idle worker keeps spinning for the next job before it blocks.</summary>
+    public static int SpinMicroseconds { get; set; } = 2000;
+
+    private const long ClosedIndex = int.MaxValue;
+
     private readonly Thread[] _workers;
-    private readonly ManualResetEventSlim[] _wake;
     private readonly object _runLock = new();
-    private Action<int>? _job;
-    private int _taskCount;
-    private int _nextTask;
-    private int _pending;
+    private readonly object _sleepLock = new();
+    private IParallelJob? _job;
+    private int _count;
+    // (generation << 32) | next index: a worker can only claim indices of the job it read, never a later one's.
+    private long _ticket;
+    private int _generation;
+    private int _remaining;
+    private int _sleepers;
     private volatile bool _stopping;
     private Exception? _error;
+    private readonly ActionJob _actionJob = new();
+    private readonly RangeJob _rangeJob = new();
 
     /// <summary>The process-wide pool (all cores unless <see cref="ConfigureShared"/> said otherwise).</summary>
     public static WorkerPool Shared => _shared ??= new WorkerPool(Environment.ProcessorCount);
 
     public static void ConfigureShared(int threads)
     {
+        if (_shared is { } current && current.Threads == Math.Max(1, threads)) return;
         var old = _shared;
         _shared = new WorkerPool(threads);
         old?.Dispose();
@@ -33,14 +55,53 @@ public sealed class WorkerPool : IDisposable
     public WorkerPool(int threads)
     {
         Threads = Math.Max(1, threads);
+        _ticket = ClosedIndex;
         _workers = new Thread[Threads - 1];
-        _wake = new ManualResetEventSlim[Threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
-            _wake[i] = new ManualResetEventSlim(false, spinCount: 2047);
-            int id = i;
-            _workers[i] = new Thread(() => WorkerLoop(id)) { IsBackground = true, Name = $"scout-worker-{i}" };
+            _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"scout-worker-{i}" };
             _workers[i].Start();
+        }
+    }
+
+    /// <summary>Runs job.Execute(i) for i in [0, count) across the pool and waits for all. Allocates nothing.</summary>
+    public void Run(IParallelJob job, int count)
+    {
+        if (count <= 0) return;
+        if (count == 1 || Threads == 1 || _insideJob)
+        {
+            // Nested parallel calls (from inside a job) run inline: the pool is already busy with the outer job.
+            for (int i = 0; i < count; i++) job.Execute(i);
+            return;
+        }
+        lock (_runLock)
+        {
+            _insideJob = true;
+            try { RunLocked(job, count); }
+            finally { _insideJob = false; }
+        }
+    }
+
+    private void RunLocked(IParallelJob job, int count)
+    {
+        {
+            _job = job;
+            _count = count;
+            _error = null;
+            Volatile.Write(ref _remaining, count);
+            int generation = _generation + 1;
+            Interlocked.Exchange(ref _ticket, (long)generation << 32);
+            Interlocked.Exchange(ref _generation, generation);   // full fence: publish, then look for sleepers
+            if (Volatile.Read(ref _sleepers) > 0)
+                lock (_sleepLock) Monitor.PulseAll(_sleepLock);
+
+            Drain(generation, job, count);
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _remaining) > 0) spin.SpinOnce(-1);
+            // Close this generation's ticket before the next job is written, so late workers claim nothing.
+            Interlocked.Exchange(ref _ticket, ((long)generation << 32) | ClosedIndex);
+            _job = null;
+            if (_error is { } e) throw new AggregateException(e);
         }
     }
 
@@ -48,72 +109,118 @@ public sealed class WorkerPool : IDisposable
     public void For(int count, Action<int> task)
     {
         if (count <= 0) return;
-        if (count == 1 || Threads == 1)
+        if (count == 1 || Threads == 1 || _insideJob)
         {
             for (int i = 0; i < count; i++) task(i);
             return;
         }
-        lock (_runLock)
+        lock (_runLock)   // re-entrant for Run's own lock; keeps the shared adapter safe across callers
         {
-            _job = task;
-            _taskCount = count;
-            _error = null;
-            Volatile.Write(ref _pending, count);
-            Volatile.Write(ref _nextTask, 0);
-            int wake = Math.Min(_workers.Length, count - 1);
-            for (int i = 0; i < wake; i++) _wake[i].Set();
-            Drain();
-            var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(-1);
-            _job = null;
-            if (_error is { } e) throw new AggregateException(e);
+            _actionJob.Body = task;
+            try { Run(_actionJob, count); }
+            finally { _actionJob.Body = null; }
         }
+    }
+
+    /// <summary>Chunk length (a multiple of <paramref name="grain"/>) that splits [0, total) into about Threads×chunksPerThread pieces.</summary>
+    public int ChunkSize(int total, int grain, int chunksPerThread = 4)
+    {
+        int chunks = Math.Max(1, Math.Min(Threads * chunksPerThread, (total + grain - 1) / grain));
+        int size = (total + chunks - 1) / chunks;
+        return Math.Max(grain, (size + grain - 1) / grain * grain);
     }
 
     /// <summary>Splits [0, total) into about Threads×4 ranges (multiples of <paramref name="grain"/>) and runs them.</summary>
     public void ForRange(int total, int grain, Action<int, int> body)
     {
         if (total <= 0) return;
-        int chunks = Math.Max(1, Math.Min(Threads * 4, (total + grain - 1) / grain));
-        int size = (total + chunks - 1) / chunks;
-        size = (size + grain - 1) / grain * grain;
-        chunks = (total + size - 1) / size;
-        For(chunks, c =>
+        int size = ChunkSize(total, grain);
+        int chunks = (total + size - 1) / size;
+        if (chunks == 1 || Threads == 1 || _insideJob)
         {
-            int start = c * size;
-            body(start, Math.Min(total, start + size));
-        });
-    }
-
-    private void Drain()
-    {
-        var job = _job!;
-        int count = _taskCount;
-        while (true)
+            for (int c = 0; c < chunks; c++) body(c * size, Math.Min(total, c * size + size));
+            return;
+        }
+        lock (_runLock)
         {
-            int i = Interlocked.Increment(ref _nextTask) - 1;
-            if (i >= count) return;
-            try { job(i); }
-            catch (Exception e) { _error ??= e; }
-            Interlocked.Decrement(ref _pending);
+            _rangeJob.Body = body;
+            _rangeJob.Size = size;
+            _rangeJob.Total = total;
+            try { Run(_rangeJob, chunks); }
+            finally { _rangeJob.Body = null; }
         }
     }
 
-    private void WorkerLoop(int id)
+    private void Drain(int generation, IParallelJob job, int count)
     {
-        var wake = _wake[id];
         while (true)
         {
-            wake.Wait();
-            wake.Reset();
+            // Compare-and-swap, not increment: a stale worker must not advance a later job's ticket.
+            long ticket = Volatile.Read(ref _ticket);
+            if ((int)(ticket >> 32) != generation) return;
+            long index = ticket & 0xFFFFFFFFL;
+            if (index >= count) return;
+            if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) != ticket) continue;
+            try { job.Execute((int)index); }
+            catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
+            Interlocked.Decrement(ref _remaining);
+        }
+    }
+
+    private void WorkerLoop()
+    {
+        _insideJob = true;
+        int seen = 0;
+        long spinTicks = 0;
+        while (true)
+        {
+            int generation = Volatile.Read(ref _generation);
+            if (generation == seen)
+            {
+                if (_stopping) return;
+                if (spinTicks == 0) spinTicks = Stopwatch.GetTimestamp() + SpinMicroseconds * Stopwatch.Frequency / 1_000_000;
+                if (Stopwatch.GetTimestamp() < spinTicks)
+                {
+                    Thread.SpinWait(16);
+                    continue;
+                }
+                Interlocked.Increment(ref _sleepers);
+                lock (_sleepLock)
+                {
+                    while (Volatile.Read(ref _generation) == seen && !_stopping) Monitor.Wait(_sleepLock, 100);
+                }
+                Interlocked.Decrement(ref _sleepers);
+                continue;
+            }
+            seen = generation;
+            spinTicks = 0;
             if (_stopping) return;
-            if (_job != null) Drain();
+            var job = Volatile.Read(ref _job);
+            int count = Volatile.Read(ref _count);
+            if (job != null) Drain(generation, job, count);
         }
     }
 
     public void Dispose()
     {
         _stopping = true;
-        foreach (var w in _wake) w.Set();
+        lock (_sleepLock) Monitor.PulseAll(_sleepLock);
+    }
+
+    private sealed class ActionJob : IParallelJob
+    {
+        public Action<int>? Body;
+        public void Execute(int index) => Body!(index);
+    }
+
+    private sealed class RangeJob : IParallelJob
+    {
+        public Action<int, int>? Body;
+        public int Size, Total;
+        public void Execute(int index)
+        {
+            int start = index * Size;
+            Body!(start, Math.Min(Total, start + Size));
+        }
     }
 }

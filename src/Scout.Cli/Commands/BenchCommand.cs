@@ -1,0 +1,83 @@
+using System.CommandLine;
+using System.Text.Json;
+using Scout.Diagnostics;
+using Scout.Kernels;
+using Scout.Model;
+
+namespace Scout.Cli.Commands;
+
+/// <summary>
+/// `scout bench`: llama-bench-style pp/tg tokens/s (median ± spread over repetitions, after a warm-up), the weight
+/// bytes one decoded token reads, the bandwidth that implies, and the machine's measured read bandwidth.
+/// </summary>
+public static class BenchCommand
+{
+    public static Command Create(CliContext ctx)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "model .gguf (or HF folder / .safetensors)", Required = true };
+        var threads = new Option<int>("--threads", "-t") { Description = "worker threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var prompt = new Option<int>("--prompt", "-p") { Description = "prompt tokens for pp (0 skips)", DefaultValueFactory = _ => 512 };
+        var gen = new Option<int>("--gen", "-n") { Description = "generated tokens for tg (0 skips)", DefaultValueFactory = _ => 128 };
+        var reps = new Option<int>("--reps", "-r") { Description = "repetitions per test", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
+        var noProbe = new Option<bool>("--no-bandwidth") { Description = "skip the memory-bandwidth probe" };
+        var cmd = new Command("bench", "Measure prompt processing and generation speed (tokens/s) against the memory-bandwidth bound")
+            { model, threads, prompt, gen, reps, json, noProbe };
+        ctx.SetAction(cmd, p =>
+        {
+            int t = p.GetValue(threads), pp = p.GetValue(prompt), tg = p.GetValue(gen), r = p.GetValue(reps);
+            if (t < 1) throw new CliException("--threads must be at least 1");
+            if (pp < 0 || tg < 0) throw new CliException("--prompt and --gen must not be negative");
+            if (r < 1) throw new CliException("--reps must be at least 1");
+            string path = p.GetValue(model)!;
+            if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"model not found: {path}");
+            WorkerPool.ConfigureShared(t);
+            using var m = Llama4Model.Load(path);
+            var report = Run(m, Path.GetFileName(path), t, pp, tg, r, !p.GetValue(noProbe));
+            if (p.GetValue(json)) ctx.Out.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+            else Print(ctx.Out, report);
+            return 0;
+        });
+        return cmd;
+    }
+
+    public sealed record Report(
+        string Model, int Threads, string KernelPath, long ActiveBytesPerToken, long WeightBytes,
+        double? PpTokensPerSecond, double? PpStdDev, int PromptTokens,
+        double? TgTokensPerSecond, double? TgStdDev, int GenTokens,
+        double? AchievedBandwidthGBs, double? MachineBandwidthGBs, double? BoundTokensPerSecond, double? FractionOfBound,
+        double PoolDispatchMicroseconds);
+
+    public static Report Run(Llama4Model m, string name, int threads, int pp, int tg, int reps, bool probe)
+    {
+        var pool = WorkerPool.Shared;
+        long active = ModelBenchmark.ActiveBytesPerToken(m);
+        ThroughputSample? pps = pp > 0 ? ModelBenchmark.Prompt(m, pp, reps) : null;
+        ThroughputSample? tgs = tg > 0 ? ModelBenchmark.Generate(m, tg, reps) : null;
+        double? machine = probe ? MemoryBandwidth.MeasureReadBytesPerSecond(pool) / 1e9 : null;
+        double? achieved = tgs is null ? null : active * tgs.Median / 1e9;
+        double? bound = machine is null ? null : machine * 1e9 / active;
+        return new Report(name, pool.Threads, Scout.Kernels.Quant.QuantizedMatrix.KernelPathName, active, ModelBenchmark.TotalWeightBytes(m),
+            pps?.Median, pps?.StdDev, pp, tgs?.Median, tgs?.StdDev, tg,
+            achieved, machine, bound, achieved is null || machine is null ? null : achieved / machine,
+            ModelBenchmark.PoolOverheadMicroseconds(pool, 5000));
+    }
+
+    private static void Print(TextWriter o, Report r)
+    {
+        o.WriteLine($"model: {r.Model}   threads: {r.Threads}   kernels: {r.KernelPath}");
+        o.WriteLine($"weights: {r.WeightBytes / 1048576.0:F1} MiB   active per token: {r.ActiveBytesPerToken / 1048576.0:F1} MiB " +
+                    "(attention + router + shared expert + top-k experts + embedding row + output head)");
+        o.WriteLine("| test | tokens/s | ± |");
+        o.WriteLine("| --- | ---: | ---: |");
+        if (r.PpTokensPerSecond is { } pp) o.WriteLine($"| pp{r.PromptTokens} | {pp:F2} | {r.PpStdDev:F2} |");
+        if (r.TgTokensPerSecond is { } tg) o.WriteLine($"| tg{r.GenTokens} | {tg:F2} | {r.TgStdDev:F2} |");
+        if (r.AchievedBandwidthGBs is { } a) o.WriteLine($"achieved bandwidth (active bytes × tg/s): {a:F2} GB/s");
+        if (r.MachineBandwidthGBs is { } mb)
+        {
+            o.WriteLine($"measured read bandwidth ({r.Threads} threads): {mb:F2} GB/s → bound {r.BoundTokensPerSecond:F2} tokens/s");
+            if (r.FractionOfBound is { } f) o.WriteLine($"tg reaches {f * 100:F1}% of the bandwidth bound");
+        }
+        o.WriteLine($"pool dispatch overhead: {r.PoolDispatchMicroseconds:F2} µs per parallel call");
+    }
+}
