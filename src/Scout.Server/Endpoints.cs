@@ -144,10 +144,11 @@ internal sealed class ChatEndpoint(ScoutEngine engine, RequestLimits limits, Ser
     public async Task Handle(HttpContext ctx)
     {
         var r = await ScoutServer.ReadJson(ctx, Limits).ConfigureAwait(false);
-        var (messages, call) = OpenAiRequests.ParseChat(r, Engine, Limits);
+        var (messages, call, images) = OpenAiRequests.ParseChat(r, Engine, Limits);
         GenerationRequest request;
-        try { request = Engine.ChatRequest(messages, call.Options); }
+        try { request = Engine.ChatRequest(messages, call.Options, images); }
         catch (ArgumentException e) { throw ApiException.BadRequest(e.Message); }
+        catch (NotSupportedException e) { throw ApiException.BadRequest(e.Message, "messages", "images_not_supported"); }
         Checked(request);
         bool parseTools = call.Options.ToolMode != ToolMode.None && call.Options.Tools.Count > 0;
         string id = "chatcmpl-" + Id;

@@ -26,14 +26,15 @@ public sealed record CompletionCall
 /// <summary>Parses OpenAI chat and completion requests into Scout's types, refusing anything malformed with a 400.</summary>
 public static class OpenAiRequests
 {
-    public static (List<ChatMessage> Messages, CompletionCall Call) ParseChat(JsonRequest r, ScoutEngine engine, RequestLimits limits)
+    public static (List<ChatMessage> Messages, CompletionCall Call, List<PreparedImage> Images) ParseChat(JsonRequest r, ScoutEngine engine, RequestLimits limits)
     {
         var messagesJson = r.Array("messages", required: true)!.Value;
         if (messagesJson.GetArrayLength() == 0) throw ApiException.BadRequest("'messages' must contain at least one message", "messages");
         var messages = new List<ChatMessage>();
+        var images = new List<PreparedImage>();
         int i = 0;
         foreach (var m in messagesJson.EnumerateArray())
-            messages.Add(ParseMessage(r.Child(m, $"messages[{i++}]"), engine));
+            messages.Add(ParseMessage(r.Child(m, $"messages[{i++}]"), engine, images));
 
         var tools = ParseTools(r);
         var (mode, toolName) = ParseToolChoice(r, tools);
@@ -51,7 +52,7 @@ public static class OpenAiRequests
                 MaxTokens = maxTokens, Logprobs = logprobs, TopLogprobs = top,
                 Tools = tools, ToolMode = mode, ToolName = toolName, ResponseSchema = schema,
             },
-        });
+        }, images);
     }
 
     /// <summary>The prompts of a /v1/completions request: a string, strings, token ids, or lists of token ids.</summary>
@@ -141,7 +142,7 @@ public static class OpenAiRequests
         return list;
     }
 
-    private static ChatMessage ParseMessage(JsonRequest m, ScoutEngine engine)
+    private static ChatMessage ParseMessage(JsonRequest m, ScoutEngine engine, List<PreparedImage> allImages)
     {
         string role = m.String("role", required: true)!;
         if (role is not ("system" or "developer" or "user" or "assistant" or "tool" or "ipython"))
@@ -166,7 +167,9 @@ public static class OpenAiRequests
                         case "text": text.Append(p.String("text", required: true)); break;
                         case "image_url":
                             var url = (p.Object("image_url") ?? throw ApiException.BadRequest("'image_url' is required", "image_url")).String("url", required: true)!;
-                            images.Add(Images.Prepare(url, engine));
+                            var prepared = Images.Prepare(url, engine);
+                            images.Add(prepared.Tiling);
+                            allImages.Add(prepared);
                             text.Append("<|image|>");
                             break;
                         case var other: throw ApiException.BadRequest($"unsupported content part type \"{other}\"", "content");
@@ -251,7 +254,7 @@ public static class OpenAiRequests
 /// <summary>Image parts of messages: data: URLs only, handed to the engine's image hook.</summary>
 public static class Images
 {
-    public static ImageTiling Prepare(string url, ScoutEngine engine)
+    public static PreparedImage Prepare(string url, ScoutEngine engine)
     {
         if (url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
             throw ApiException.BadRequest("remote image URLs are not fetched by this server; send the image inline as a data: URL (data:image/png;base64,...)", "image_url");

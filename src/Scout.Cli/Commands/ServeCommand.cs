@@ -37,6 +37,14 @@ public static class ServeCommand
             string modelPath = p.GetValue(flags.Model)!;
             using var engine = new ScoutEngine(model, tokens, schedulerOptions,
                 p.GetValue(name) ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath)), ownsModel: true);
+            if (model.Checkpoint is { } ckpt && ckpt.Tensors.Keys.Any(k => k.StartsWith("vision_model.", StringComparison.Ordinal)))
+            {
+                // Weights with a vision tower: image_url parts of chat messages go through it.
+                var vision = new Scout.Vision.VisionLanguageModel(model, Scout.Vision.VisionEncoder.Load(ckpt),
+                    Scout.Vision.VisionLanguageModel.ReadImageTokenIds(Path.Combine(ckpt.Folder, "config.json")));
+                engine.Images = new VisionPromptEncoder(vision);
+                ctx.Err.WriteLine("vision encoder loaded: images accepted as data: URLs");
+            }
             string? key = p.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SCOUT_API_KEY");
             var server = new ScoutServer(engine, new ServerOptions
             {

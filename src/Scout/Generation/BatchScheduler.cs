@@ -135,10 +135,8 @@ public sealed class BatchScheduler : IDisposable
                 if (prefilling is not null)
                 {
                     var run = prefilling.Run!;
-                    bool last = run.NeedsLogits(Options.PrefillChunk);
                     if (logits.Length < vocab) logits = new float[vocab];
-                    _model.Forward(run.TakePending(Options.PrefillChunk), run.Cache, logits, last ? LogitsMode.Last : LogitsMode.None);
-                    if (last) Deliver(prefilling, run.Step(logits.AsSpan(0, vocab)));
+                    if (run.Forward(_model, Options.PrefillChunk, logits)) Deliver(prefilling, run.Step(logits.AsSpan(0, vocab)));
                 }
 
                 var decoding = _active.Where(j => !j.Run!.Prefilling && !j.Run.Finished).ToList();
@@ -178,7 +176,7 @@ public sealed class BatchScheduler : IDisposable
                 var job = _queue.Dequeue();
                 if (job.Cancellation.IsCancellationRequested) { job.Output.Writer.TryComplete(new OperationCanceledException(job.Cancellation)); continue; }
                 var cache = _model.CreateCache(Options.MaxContext);
-                var cached = PrefixCache.Restore(job.Request.Prompt, cache);
+                var cached = job.Request.PromptEmbeddings is null ? PrefixCache.Restore(job.Request.Prompt, cache) : new List<int>();
                 job.Run = new SequenceRun(job.Request, _tokenizer, cache, cached);
                 Metrics.Prompt(job.Request.Prompt.Length, cached.Count);
                 _active.Add(job);
@@ -218,7 +216,7 @@ public sealed class BatchScheduler : IDisposable
             _active.Remove(job);
             Metrics.Active = _active.Count;
         }
-        if (job.Run is { } run && run.Cache.Length == run.CachedTokens.Count)
+        if (job.Run is { } run && run.Cache.Length == run.CachedTokens.Count && job.Request.PromptEmbeddings is null)
             PrefixCache.Add(run.CachedTokens, run.Cache);
     }
 

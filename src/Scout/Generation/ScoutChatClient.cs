@@ -34,9 +34,10 @@ public sealed class ScoutChatClient(ScoutEngine engine) : IChatClient
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var dialog = ToDialog(messages, options?.Instructions);
+        var images = new List<PreparedImage>();
+        var dialog = ToDialog(messages, options?.Instructions, images);
         var requestOptions = ToRequestOptions(options);
-        var request = engine.ChatRequest(dialog, requestOptions);
+        var request = engine.ChatRequest(dialog, requestOptions, images);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         string model = engine.ModelId;
         bool bufferForTools = requestOptions.Tools.Count > 0;
@@ -123,7 +124,7 @@ public sealed class ScoutChatClient(ScoutEngine engine) : IChatClient
         };
     }
 
-    private List<ScoutMessage> ToDialog(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, string? instructions)
+    private List<ScoutMessage> ToDialog(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, string? instructions, List<PreparedImage> allImages)
     {
         var dialog = new List<ScoutMessage>();
         if (!string.IsNullOrEmpty(instructions)) dialog.Add(new ScoutMessage("system", instructions));
@@ -142,7 +143,9 @@ public sealed class ScoutChatClient(ScoutEngine engine) : IChatClient
                     case FunctionResultContent r: text.Append(r.Result is string s ? s : JsonSerializer.Serialize(r.Result)); break;
                     case DataContent d when d.HasTopLevelMediaType("image"):
                         var encoder = engine.Images ?? throw new NotSupportedException("this model has no vision encoder loaded: images are not supported");
-                        images.Add(encoder.Prepare(d.Data, d.MediaType));
+                        var prepared = encoder.Prepare(d.Data, d.MediaType);
+                        images.Add(prepared.Tiling);
+                        allImages.Add(prepared);
                         break;
                     case UriContent u:
                         throw new NotSupportedException($"remote content ({u.Uri}) is not fetched; pass the bytes as DataContent");

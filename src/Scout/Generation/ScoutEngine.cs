@@ -22,11 +22,20 @@ public sealed record ChatRequestOptions
     public JsonSchemaSubset? ResponseSchema { get; init; }
 }
 
-/// <summary>Turns images of a message into what the prompt needs. The vision encoder implements it; null = text only.</summary>
+/// <summary>An image decoded and tiled for a prompt; <see cref="Tiling"/> goes into the chat message.</summary>
+public sealed record PreparedImage(ImageTiling Tiling, object Pixels);
+
+/// <summary>
+/// The image path of a prompt, implemented over the vision encoder (<see cref="VisionPromptEncoder"/>); null on an
+/// engine means text only, and image requests are refused.
+/// </summary>
 public interface IImagePromptEncoder
 {
-    /// <summary>How the image is tiled in the prompt (its &lt;|image|&gt; block); throws ArgumentException for an unreadable image.</summary>
-    ImageTiling Prepare(ReadOnlyMemory<byte> image, string mediaType);
+    /// <summary>Decodes and tiles an image; throws ArgumentException for an unreadable or unsupported one.</summary>
+    PreparedImage Prepare(ReadOnlyMemory<byte> image, string mediaType);
+
+    /// <summary>Input rows [prompt × hidden] for a rendered prompt, the images' features at its &lt;|patch|&gt; tokens.</summary>
+    float[] EmbedPrompt(int[] prompt, IReadOnlyList<PreparedImage> images);
 }
 
 /// <summary>
@@ -77,7 +86,8 @@ public sealed class ScoutEngine : IDisposable
     public int MaxContext => Scheduler.Options.MaxContext;
 
     /// <summary>The generation request for a dialog: prompt in the chat format, stops, and any output grammar.</summary>
-    public GenerationRequest ChatRequest(IReadOnlyList<ChatMessage> messages, ChatRequestOptions options)
+    /// <param name="images">The images of the messages in prompt order (their tilings are in the messages' Images).</param>
+    public GenerationRequest ChatRequest(IReadOnlyList<ChatMessage> messages, ChatRequestOptions options, IReadOnlyList<PreparedImage>? images = null)
     {
         if (messages.Count == 0) throw new ArgumentException("messages must not be empty");
         var tools = options.ToolMode == ToolMode.None ? [] : options.Tools;
@@ -92,9 +102,16 @@ public sealed class ScoutEngine : IDisposable
         {
             constraint = () => new JsonConstraint(Tokenizer, rs);
         }
+        float[]? rows = null;
+        if (images is { Count: > 0 })
+        {
+            var encoder = Images ?? throw new NotSupportedException("this model has no vision encoder loaded: images are not supported");
+            rows = encoder.EmbedPrompt(prompt, images);
+        }
         return new GenerationRequest
         {
             Prompt = prompt,
+            PromptEmbeddings = rows,
             MaxTokens = options.MaxTokens,
             Sampling = options.Sampling,
             StopStrings = options.Stop,

@@ -54,6 +54,33 @@ internal sealed class SequenceRun
         return now;
     }
 
+    public GenerationRequest Request => _request;
+
+    /// <summary>
+    /// Runs up to <paramref name="max"/> pending tokens through the model; true when the last row of logits was
+    /// written (the prompt is complete, so the next step samples).
+    /// </summary>
+    public bool Forward(Llama4Model model, int max, Span<float> logits)
+    {
+        int first = CachedTokens.Count;
+        bool last = NeedsLogits(max);
+        var tokens = TakePending(max);
+        var mode = last ? LogitsMode.Last : LogitsMode.None;
+        if (_request.PromptEmbeddings is { } rows && first < _request.Prompt.Length)
+        {
+            int d = model.Config.HiddenSize;
+            if (rows.Length != _request.Prompt.Length * d)
+                throw new ArgumentException($"prompt embeddings have {rows.Length / _request.Prompt.Length} features per token; the model needs {d}");
+            var h = rows.AsSpan(first * d, tokens.Length * d).ToArray();
+            model.ForwardEmbeddings(h, tokens.Length, Cache, logits, mode);
+        }
+        else
+        {
+            model.Forward(tokens, Cache, logits, mode);
+        }
+        return last;
+    }
+
     /// <summary>Whether the next forward of the pending tokens completes the prompt (so its last row must be sampled).</summary>
     public bool NeedsLogits(int taking) => taking >= Pending.Length;
 
