@@ -146,9 +146,9 @@ internal sealed class ChatEndpoint(ScoutEngine engine, RequestLimits limits, Ser
         var r = await ScoutServer.ReadJson(ctx, Limits).ConfigureAwait(false);
         var (messages, call, images) = OpenAiRequests.ParseChat(r, Engine, Limits);
         GenerationRequest request;
-        try { request = Engine.ChatRequest(messages, call.Options, images); }
+        try { request = Engine.ChatRequest(messages, call.Options, images) with { IgnoreStopIds = call.IgnoreEos }; }
         catch (ArgumentException e) { throw ApiException.BadRequest(e.Message); }
-        catch (NotSupportedException e) { throw ApiException.BadRequest(e.Message, "messages", "images_not_supported"); }
+        catch (NotSupportedException e) { throw ApiException.BadRequest(e.Message, "messages", e.Message.Contains("image") ? "images_not_supported" : "chat_format_unavailable"); }
         Checked(request);
         bool parseTools = call.Options.ToolMode != ToolMode.None && call.Options.Tools.Count > 0;
         string id = "chatcmpl-" + Id;
@@ -285,6 +285,7 @@ internal sealed class CompletionEndpoint(ScoutEngine engine, RequestLimits limit
             var request = Checked(new GenerationRequest
             {
                 Prompt = p, MaxTokens = o.MaxTokens, Sampling = o.Sampling, StopStrings = o.Stop, Logprobs = o.Logprobs, TopLogprobs = o.TopLogprobs,
+                IgnoreStopIds = call.IgnoreEos,
             });
             requests.AddRange(Seeded(request, call.N));
         }

@@ -21,6 +21,8 @@ public sealed record CompletionCall
     public int N { get; init; } = 1;
     public bool Stream { get; init; }
     public bool IncludeUsage { get; init; }
+    /// <summary>llama.cpp's ignore_eos: keep generating past end-of-turn tokens (benchmarks).</summary>
+    public bool IgnoreEos { get; init; }
 }
 
 /// <summary>Parses OpenAI chat and completion requests into Scout's types, refusing anything malformed with a 400.</summary>
@@ -122,7 +124,7 @@ public static class OpenAiRequests
         catch (ArgumentException e) { throw ApiException.BadRequest(e.Message); }
         return new CompletionCall
         {
-            Model = model, N = n, Stream = stream, IncludeUsage = includeUsage,
+            Model = model, N = n, Stream = stream, IncludeUsage = includeUsage, IgnoreEos = r.Bool("ignore_eos") ?? false,
             Options = new ChatRequestOptions { Sampling = sampling, Stop = ParseStop(r, limits) },
         };
     }

@@ -130,32 +130,7 @@ public sealed class BatchScheduler : IDisposable
 
             try
             {
-                // Prefill: one piece of one waiting prompt per iteration, so decoding sequences keep moving.
-                var prefilling = _active.FirstOrDefault(j => j.Run!.Prefilling);
-                if (prefilling is not null)
-                {
-                    var run = prefilling.Run!;
-                    if (logits.Length < vocab) logits = new float[vocab];
-                    if (run.Forward(_model, Options.PrefillChunk, logits)) Deliver(prefilling, run.Step(logits.AsSpan(0, vocab)));
-                }
-
-                var decoding = _active.Where(j => !j.Run!.Prefilling && !j.Run.Finished).ToList();
-                if (decoding.Count > 0)
-                {
-                    var tokens = new int[decoding.Count];
-                    var caches = new KvCache[decoding.Count];
-                    for (int i = 0; i < decoding.Count; i++)
-                    {
-                        tokens[i] = decoding[i].Run!.TakePending(1)[0];
-                        caches[i] = decoding[i].Run!.Cache;
-                    }
-                    if (logits.Length < decoding.Count * vocab) logits = new float[decoding.Count * vocab];
-                    _model.ForwardBatch(tokens, caches, logits);
-                    Metrics.Step();
-                    for (int i = 0; i < decoding.Count; i++)
-                        Deliver(decoding[i], decoding[i].Run!.Step(logits.AsSpan(i * vocab, vocab)));
-                    CountRate(decoding.Count);
-                }
+                Step(ref logits);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -165,6 +140,52 @@ public sealed class BatchScheduler : IDisposable
             UpdateGauges();
         }
         foreach (var job in _active.ToList()) Fail(job, new OperationCanceledException("the scheduler stopped"));
+    }
+
+    /// <summary>
+    /// One forward pass for everyone: the next token of every generating sequence, plus pieces of prompts still
+    /// being prefilled (up to <see cref="SchedulerOptions.PrefillChunk"/> prompt tokens in all), in one batch.
+    /// </summary>
+    private void Step(ref float[] logits)
+    {
+        int d = _model.Config.HiddenSize, vocab = _model.Config.VocabSize;
+        var jobs = new List<Job>();
+        var takes = new List<int>();
+        int rows = 0, prefillBudget = Options.PrefillChunk;
+        foreach (var job in _active)
+        {
+            var run = job.Run!;
+            if (run.Finished) continue;
+            int take = run.Prefilling ? Math.Min(run.Pending.Length, prefillBudget) : 1;
+            if (take == 0) continue;
+            if (run.Prefilling) prefillBudget -= take;
+            jobs.Add(job);
+            takes.Add(take);
+            rows += take;
+        }
+        if (jobs.Count == 0) return;
+
+        var h = new float[rows * d];
+        var segments = new BatchSegment[jobs.Count];
+        int row = 0;
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            segments[i] = jobs[i].Run!.TakeInputs(_model, takes[i], h.AsSpan(row * d, takes[i] * d));
+            row += takes[i];
+        }
+        int wanted = segments.Count(s => s.WantLogits);
+        if (logits.Length < wanted * vocab) logits = new float[wanted * vocab];
+        _model.ForwardSegments(h, segments, logits, LogitsMode.Last);
+        Metrics.Step();
+
+        int r = 0, generated = 0;
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            if (!segments[i].WantLogits) continue;
+            Deliver(jobs[i], jobs[i].Run!.Step(logits.AsSpan(r++ * vocab, vocab)));
+            generated++;
+        }
+        CountRate(generated);
     }
 
     private void Admit()

@@ -62,23 +62,41 @@ internal sealed class SequenceRun
     /// </summary>
     public bool Forward(Llama4Model model, int max, Span<float> logits)
     {
+        int n = Math.Min(max, Pending.Length);
+        var h = new float[n * model.Config.HiddenSize];
+        var segment = TakeInputs(model, max, h);
+        model.ForwardSegments(h, [segment], logits, segment.WantLogits ? LogitsMode.Last : LogitsMode.None);
+        return segment.WantLogits;
+    }
+
+    /// <summary>
+    /// Takes up to <paramref name="max"/> pending tokens and writes their input rows into <paramref name="h"/>
+    /// (token embeddings, or the request's image-merged rows for prompt positions); returns this sequence's share of
+    /// a batched forward.
+    /// </summary>
+    public BatchSegment TakeInputs(Llama4Model model, int max, Span<float> h)
+    {
+        int d = model.Config.HiddenSize;
         int first = CachedTokens.Count;
         bool last = NeedsLogits(max);
         var tokens = TakePending(max);
-        var mode = last ? LogitsMode.Last : LogitsMode.None;
-        if (_request.PromptEmbeddings is { } rows && first < _request.Prompt.Length)
+        for (int t = 0; t < tokens.Length; t++)
         {
-            int d = model.Config.HiddenSize;
-            if (rows.Length != _request.Prompt.Length * d)
-                throw new ArgumentException($"prompt embeddings have {rows.Length / _request.Prompt.Length} features per token; the model needs {d}");
-            var h = rows.AsSpan(first * d, tokens.Length * d).ToArray();
-            model.ForwardEmbeddings(h, tokens.Length, Cache, logits, mode);
+            int pos = first + t;
+            if (_request.PromptEmbeddings is { } rows && pos < _request.Prompt.Length)
+            {
+                if (rows.Length != _request.Prompt.Length * d)
+                    throw new ArgumentException($"prompt embeddings have {rows.Length / _request.Prompt.Length} features per token; the model needs {d}");
+                rows.AsSpan(pos * d, d).CopyTo(h.Slice(t * d, d));
+            }
+            else
+            {
+                if ((uint)tokens[t] >= (uint)model.Config.VocabSize)
+                    throw new ArgumentException($"token id {tokens[t]} is outside the vocabulary (0..{model.Config.VocabSize - 1})");
+                model.Weights.Embed(tokens[t], h.Slice(t * d, d));
+            }
         }
-        else
-        {
-            model.Forward(tokens, Cache, logits, mode);
-        }
-        return last;
+        return new BatchSegment(Cache, tokens.Length, last);
     }
 
     /// <summary>Whether the next forward of the pending tokens completes the prompt (so its last row must be sampled).</summary>

@@ -20,7 +20,26 @@ public static class TokenizerSource
     public static TokenizerBundle LoadLlama4(string path)
     {
         var tokenizer = Llama4Tokenizer.Load(path);
-        return new TokenizerBundle(tokenizer, new Llama4ChatFormat(tokenizer));
+        IChatFormat format;
+        try
+        {
+            format = new Llama4ChatFormat(tokenizer);
+        }
+        catch (ArgumentException e)
+        {
+            // A vocabulary without Llama 4's chat specials still serves plain completions (--raw, /v1/completions).
+            format = new UnavailableChatFormat($"{path}: {e.Message}");
+        }
+        return new TokenizerBundle(tokenizer, format);
+    }
+
+    /// <summary>Stands in for a chat format the tokenizer cannot support; using it says why.</summary>
+    private sealed class UnavailableChatFormat(string reason) : IChatFormat
+    {
+        public int[] EncodeDialog(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, IReadOnlyList<ToolDefinition>? tools = null)
+            => throw new NotSupportedException($"chat formatting is unavailable ({reason}); use plain completion (--raw, /v1/completions)");
+
+        public AssistantReply ParseAssistant(string text) => new(text, []);
     }
 
     /// <summary>Replaces resolution entirely (model path, explicit tokenizer path → bundle); tests use stand-ins this way.</summary>
