@@ -166,15 +166,28 @@ public sealed class BatchScheduler : IDisposable
         if (jobs.Count == 0) return;
 
         var h = new float[rows * d];
-        var segments = new BatchSegment[jobs.Count];
+        var segments = new List<BatchSegment>(jobs.Count);
         int row = 0;
         for (int i = 0; i < jobs.Count; i++)
         {
-            segments[i] = jobs[i].Run!.TakeInputs(_model, takes[i], h.AsSpan(row * d, takes[i] * d));
-            row += takes[i];
+            try
+            {
+                segments.Add(jobs[i].Run!.TakeInputs(_model, takes[i], h.AsSpan(row * d, takes[i] * d)));
+                row += takes[i];
+            }
+            catch (ArgumentException e)
+            {
+                // A bad input fails its own sequence only.
+                Fail(jobs[i], e);
+                jobs.RemoveAt(i);
+                takes.RemoveAt(i);
+                i--;
+            }
         }
+        if (jobs.Count == 0) return;
         int wanted = segments.Count(s => s.WantLogits);
         if (logits.Length < wanted * vocab) logits = new float[wanted * vocab];
+        if (row < rows) h = h[..(row * d)];
         _model.ForwardSegments(h, segments, logits, LogitsMode.Last);
         Metrics.Step();
 
@@ -182,7 +195,17 @@ public sealed class BatchScheduler : IDisposable
         for (int i = 0; i < jobs.Count; i++)
         {
             if (!segments[i].WantLogits) continue;
-            Deliver(jobs[i], jobs[i].Run!.Step(logits.AsSpan(r++ * vocab, vocab)));
+            GenerationUpdate update;
+            try
+            {
+                update = jobs[i].Run!.Step(logits.AsSpan(r++ * vocab, vocab));
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+            {
+                Fail(jobs[i], e); // e.g. an output grammar with no way forward: this sequence only
+                continue;
+            }
+            Deliver(jobs[i], update);
             generated++;
         }
         CountRate(generated);
