@@ -374,3 +374,26 @@ public class ServerQueueTests
         Assert.Equal("rate_limit_exceeded", JsonDocument.Parse(await second.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
     }
 }
+
+/// <summary>The README's in-process example, on scout-tiny.</summary>
+public class InProcessExampleTests
+{
+    [Fact]
+    public async Task FiveLineExampleStreamsAReplyWithUsageAndFinishReasonLast()
+    {
+        using var model = Scout.Model.Llama4Model.Load(Fixtures.Text("scout-tiny", "model.safetensors"));
+        using var engine = new ScoutEngine(model, new TokenizerBundle(StandInTokenizer.Instance, StandInChatFormat.Instance));
+        var chat = engine.AsChatClient();
+        var text = new StringBuilder();
+        ChatResponseUpdate? last = null;
+        await foreach (var update in chat.GetStreamingResponseAsync("Why is the sky blue?", new ChatOptions { MaxOutputTokens = 8 }))
+        {
+            text.Append(update.Text);
+            last = update;
+        }
+        Assert.NotNull(last!.FinishReason);
+        var usage = Assert.Single(last.Contents.OfType<UsageContent>()).Details;
+        Assert.InRange(usage.OutputTokenCount!.Value, 1, 8);
+        if (last.FinishReason == Microsoft.Extensions.AI.ChatFinishReason.Length) Assert.Equal(8, usage.OutputTokenCount);
+    }
+}
