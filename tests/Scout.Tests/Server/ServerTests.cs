@@ -122,6 +122,23 @@ public class ServerTests(ServerFixture f, ITestOutputHelper output) : IClassFixt
     }
 
     [Fact]
+    public async Task ToolsOfferedButNotCalledGiveTextStreamedOrNot()
+    {
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 10, Temperature = 0 };
+        options.Tools.Add(ChatTool.CreateFunctionTool("noop", "Does nothing", BinaryData.FromString("""{"type":"object","properties":{}}""")));
+        var whole = (await f.OpenAiChat().CompleteChatAsync([new UserChatMessage("Just talk")], options)).Value;
+        Assert.Empty(whole.ToolCalls);
+        Assert.NotEqual(OaChatFinishReason.ToolCalls, whole.FinishReason);
+        var streamed = new StringBuilder();
+        await foreach (var u in f.OpenAiChat().CompleteChatStreamingAsync([new UserChatMessage("Just talk")], options))
+        {
+            Assert.Empty(u.ToolCallUpdates);
+            foreach (var p in u.ContentUpdate) streamed.Append(p.Text);
+        }
+        Assert.Equal(whole.Content.Count > 0 ? whole.Content[0].Text : "", streamed.ToString());
+    }
+
+    [Fact]
     public async Task JsonSchemaOutputParsesAndValidates()
     {
         var options = new ChatCompletionOptions
@@ -171,6 +188,16 @@ public class ServerTests(ServerFixture f, ITestOutputHelper output) : IClassFixt
         response.EnsureSuccessStatusCode();
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal([0, 1, 2], doc.RootElement.GetProperty("choices").EnumerateArray().Select(x => x.GetProperty("index").GetInt32()));
+
+        // Streamed, the choices interleave; each ends with its own finish_reason.
+        using var streamed = await f.Http.PostAsync("/v1/chat/completions", Json(new
+        {
+            messages = new[] { new { role = "user", content = "hi" } }, n = 2, max_tokens = 4, temperature = 1.0, seed = 5, stream = true,
+        }));
+        var chunks = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Where(e => e != "data: [DONE]").Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement.GetProperty("choices")[0]).ToList();
+        foreach (int i in new[] { 0, 1 })
+            Assert.Single(chunks, c => c.GetProperty("index").GetInt32() == i && c.GetProperty("finish_reason").ValueKind == JsonValueKind.String);
     }
 
     [Fact]
