@@ -18,7 +18,8 @@ public static class RunCommand
         var raw = new Option<bool>("--raw") { Description = "plain completion of the prompt text, no chat format" };
         var json = new Option<bool>("--json") { Description = "print one JSON object: text, token counts, finish reason, timings" };
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "keep going past end-of-turn tokens (benchmarks)" };
-        var cmd = new Command("run", "Generate a completion for a prompt") { prompt, promptFile, system, raw, json, ignoreEos };
+        var images = new Option<string[]>("--image") { Description = "image file for the prompt (repeatable; needs a checkpoint with a vision tower)", AllowMultipleArgumentsPerToken = false };
+        var cmd = new Command("run", "Generate a completion for a prompt") { prompt, promptFile, system, raw, json, ignoreEos, images };
         foreach (var o in flags.Model_Options.Concat(flags.Sampling_Options)) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
@@ -28,7 +29,22 @@ public static class RunCommand
             using var _ = model;
             double loadSeconds = load.Elapsed.TotalSeconds;
 
+            var imageFiles = p.GetValue(images) ?? [];
+            if (imageFiles.Length > 0 && p.GetValue(raw)) throw new CliException("images need the chat format: drop --raw");
+            var prepared = new List<PreparedImage>();
+            VisionPromptEncoder? vision = null;
+            if (imageFiles.Length > 0)
+            {
+                vision = VisionFor(model);
+                foreach (var file in imageFiles)
+                {
+                    if (!File.Exists(file)) throw new CliException($"image not found: {file}");
+                    prepared.Add(vision.Prepare(File.ReadAllBytes(file), Path.GetFileName(file)));
+                }
+            }
+
             int[] ids;
+            float[]? rows = null;
             if (p.GetValue(raw))
             {
                 var enc = tokens.Tokenizer.Encode(text);
@@ -38,8 +54,9 @@ public static class RunCommand
             {
                 var messages = new List<ChatMessage>();
                 if (p.GetValue(system) is { Length: > 0 } s) messages.Add(new ChatMessage("system", s));
-                messages.Add(new ChatMessage("user", text));
+                messages.Add(new ChatMessage("user", text) { Images = prepared.Select(i => i.Tiling).ToList() });
                 ids = tokens.ChatFormat.EncodeDialog(messages);
+                if (vision is not null) rows = vision.EmbedPrompt(ids, prepared);
             }
             var request = new GenerationRequest
             {
@@ -48,6 +65,7 @@ public static class RunCommand
                 Sampling = flags.Sampling(p),
                 StopStrings = flags.StopStrings(p),
                 IgnoreStopIds = p.GetValue(ignoreEos),
+                PromptEmbeddings = rows,
             };
             var generator = new Generator(model, tokens.Tokenizer, p.GetValue(flags.Context));
             using var cancel = new CancellationTokenSource();
@@ -58,11 +76,13 @@ public static class RunCommand
                 bool asJson = p.GetValue(json);
                 var output = new System.Text.StringBuilder();
                 GenerationUpdate? final = null;
+                var tokenIds = new List<int>();
                 try
                 {
                     foreach (var u in generator.Generate(request, cancel.Token))
                     {
                         output.Append(u.Text);
+                        if (u.Token is { } t) tokenIds.Add(t.Id);
                         if (!asJson) { ctx.Out.Write(u.Text); ctx.Out.Flush(); }
                         if (u.IsFinal) final = u;
                     }
@@ -83,6 +103,7 @@ public static class RunCommand
                         completion_tokens = stats.CompletionTokens,
                         finish_reason = final.Finish == FinishReason.Length ? "length" : "stop",
                         stop = stats.StopString,
+                        token_ids = tokenIds,
                         timings = new
                         {
                             load_s = Math.Round(loadSeconds, 3),
@@ -106,6 +127,17 @@ public static class RunCommand
             }
         });
         return cmd;
+    }
+
+    /// <summary>The vision tower of the loaded checkpoint, or a clear error when it has none.</summary>
+    internal static VisionPromptEncoder VisionFor(Scout.Model.Llama4Model model)
+    {
+        var ckpt = model.Checkpoint;
+        if (ckpt is null || !ckpt.Tensors.Keys.Any(k => k.StartsWith("vision_model.", StringComparison.Ordinal)))
+            throw new CliException("this checkpoint has no vision tower (no vision_model.* weights), so it cannot take images");
+        var vlm = new Scout.Vision.VisionLanguageModel(model, Scout.Vision.VisionEncoder.Load(ckpt),
+            Scout.Vision.VisionLanguageModel.ReadImageTokenIds(Path.Combine(ckpt.Folder, "config.json")));
+        return new VisionPromptEncoder(vlm);
     }
 
     private static string ReadPrompt(CliContext ctx, string? prompt, string? file)

@@ -40,9 +40,7 @@ public static class ServeCommand
             if (model.Checkpoint is { } ckpt && ckpt.Tensors.Keys.Any(k => k.StartsWith("vision_model.", StringComparison.Ordinal)))
             {
                 // Weights with a vision tower: image_url parts of chat messages go through it.
-                var vision = new Scout.Vision.VisionLanguageModel(model, Scout.Vision.VisionEncoder.Load(ckpt),
-                    Scout.Vision.VisionLanguageModel.ReadImageTokenIds(Path.Combine(ckpt.Folder, "config.json")));
-                engine.Images = new VisionPromptEncoder(vision);
+                engine.Images = RunCommand.VisionFor(model);
                 ctx.Err.WriteLine("vision encoder loaded: images accepted as data: URLs");
             }
             string? key = p.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SCOUT_API_KEY");

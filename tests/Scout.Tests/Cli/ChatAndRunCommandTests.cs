@@ -12,8 +12,8 @@ public class ChatAndRunCommandTests(ITestOutputHelper output)
 {
     static ChatAndRunCommandTests()
     {
-        // scout-tiny has no tokenizer file: the stand-in takes the real tokenizer's place.
-        TokenizerSource.Override = (_, _) => new TokenizerBundle(StandInTokenizer.Instance, StandInChatFormat.Instance);
+        // The fixtures have no tokenizer files: stand-ins take the real tokenizer's place.
+        TestTokenizers.Install();
     }
 
     private static readonly string Model = Fixtures.Text("scout-tiny", "model.safetensors");
@@ -108,6 +108,24 @@ public class ChatAndRunCommandTests(ITestOutputHelper output)
         int at = Enumerable.Range(2, Math.Max(0, text.Length - 4)).First(i => text.Substring(i, 2).All(c => c != '\uFFFD' && !char.IsSurrogate(c) && !char.IsControl(c)));
         var (_, stopped, _) = Run("", "run", "--model", Model, "-p", "abc", "--raw", "-t", "0", "-n", "20", "--ignore-eos", "--stop", text.Substring(at, 2));
         Assert.Equal(text[..text.IndexOf(text.Substring(at, 2), StringComparison.Ordinal)], stopped.TrimEnd('\n'));
+    }
+
+    [Fact]
+    public void RunWithAnImageGivesMetasGreedyToken()
+    {
+        // The vision fixture's "synthetic" case: its image, then "What is in this picture?", in one user turn.
+        var (code, stdout, _) = Run("", "run", "--model", Fixtures.Vision(), "--image", Fixtures.Vision("images/synthetic.png"),
+            "-p", "What is in this picture?", "-t", "0", "-n", "1", "--ignore-eos", "--json");
+        Assert.Equal(0, code);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        var tokens = Scout.Cli.Commands.LogitsCommand.ReadTokens(Fixtures.Vision("cases/synthetic/tokens.json"));
+        Assert.Equal(tokens.Length, json.GetProperty("prompt_tokens").GetInt32());
+        var golden = Fixtures.ReadF32(Fixtures.Vision("cases/synthetic/logits.f32"));
+        int vocab = 512;
+        Assert.Equal(LogitAssert.ArgMax(golden.AsSpan((tokens.Length - 1) * vocab, vocab)), json.GetProperty("token_ids")[0].GetInt32());
+
+        Assert.Contains("vision tower", Run("", "run", "--model", Model, "--image", Fixtures.Vision("images/synthetic.png"), "-p", "x").Err);
+        Assert.Contains("--raw", Run("", "run", "--model", Fixtures.Vision(), "--image", Fixtures.Vision("images/synthetic.png"), "-p", "x", "--raw").Err);
     }
 
     [Fact]

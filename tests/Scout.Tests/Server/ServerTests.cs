@@ -424,3 +424,45 @@ public class InProcessExampleTests
         if (last.FinishReason == Microsoft.Extensions.AI.ChatFinishReason.Length) Assert.Equal(8, usage.OutputTokenCount);
     }
 }
+
+/// <summary>An image sent to the server as a data: URL, through the vision fixture, against Meta's logits.</summary>
+public class ServerImageTests
+{
+    [Fact]
+    public async Task DataUrlImageGivesMetasGreedyToken()
+    {
+        using var vlm = Scout.Vision.VisionLanguageModel.Load(Fixtures.Vision());
+        using var engine = new ScoutEngine(vlm.Text, VisionFixtureTokenizer.Bundle, new SchedulerOptions { MaxContext = 512 }) { Images = new VisionPromptEncoder(vlm) };
+        await using var server = new ScoutServer(engine, new ServerOptions { Port = 0 });
+        await server.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(server.Url) };
+        string url = "data:image/png;base64," + Convert.ToBase64String(File.ReadAllBytes(Fixtures.Vision("images/synthetic.png")));
+        string Body(string image) => JsonSerializer.Serialize(new
+        {
+            messages = new object[]
+            {
+                new { role = "user", content = new object[] { new { type = "image_url", image_url = new { url = image } }, new { type = "text", text = "What is in this picture?" } } },
+            },
+            max_tokens = 1, temperature = 0, ignore_eos = true, logprobs = true,
+        });
+        string body = Body(url);
+        using var response = await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+        var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(response.IsSuccessStatusCode, json.ToString());
+
+        var tokens = Scout.Cli.Commands.LogitsCommand.ReadTokens(Fixtures.Vision("cases/synthetic/tokens.json"));
+        Assert.Equal(tokens.Length, json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        var golden = Fixtures.ReadF32(Fixtures.Vision("cases/synthetic/logits.f32")).AsSpan((tokens.Length - 1) * 512, 512);
+        int best = LogitAssert.ArgMax(golden);
+        Assert.Equal($"[{best}]", json.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+        double max = golden[best], sum = 0;
+        foreach (float v in golden) sum += Math.Exp(v - max);
+        double logprob = json.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content")[0].GetProperty("logprob").GetDouble();
+        Assert.Equal(-Math.Log(sum), logprob, 3);
+
+        // A broken image is the client's error.
+        var bad = Body("data:image/png;base64,AAAA");
+        using var refused = await http.PostAsync("/v1/chat/completions", new StringContent(bad, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+    }
+}
