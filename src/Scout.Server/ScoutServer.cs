@@ -85,6 +85,13 @@ public sealed class ScoutServer : IAsyncDisposable
             if (_options.ApiKey is { } key && !path.StartsWithSegments("/health") && !path.StartsWithSegments("/metrics") && !KeyMatches(ctx, key))
                 throw new ApiException(401, "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.", null, "invalid_api_key");
             await next().ConfigureAwait(false);
+            if (ctx.Response.StatusCode >= 400 && !ctx.Response.HasStarted)
+            {
+                // Routing's own refusals (405 wrong method, ...) get a body in the same format.
+                int status = ctx.Response.StatusCode;
+                string message = status == 405 ? $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}" : $"request failed with status {status}";
+                await Json(ctx, ApiException.ErrorBody(message, "invalid_request_error", null, status == 405 ? "method_not_allowed" : null)).ConfigureAwait(false);
+            }
             _metrics.Http(ctx.Response.StatusCode);
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
@@ -146,7 +153,10 @@ public sealed class ScoutServer : IAsyncDisposable
         app.MapPost("/v1/completions", ctx => new CompletionEndpoint(_engine, _options.Limits, _metrics).Handle(ctx));
         app.MapPost("/tokenize", Tokenize);
         app.MapPost("/detokenize", Detokenize);
-        app.MapFallback(ctx => throw new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}", null, "not_found"));
+        string[] routes = ["/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/v1/models", "/health", "/metrics"];
+        app.MapFallback(ctx => throw (routes.Contains(ctx.Request.Path.Value?.TrimEnd('/'))
+            ? new ApiException(405, $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}", null, "method_not_allowed")
+            : new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}", null, "not_found")));
     }
 
     private async Task Tokenize(HttpContext ctx)

@@ -341,6 +341,14 @@ public class ServerTests(ServerFixture f, ITestOutputHelper output) : IClassFixt
     }
 
     [Fact]
+    public async Task WrongMethodGetsAnErrorBody()
+    {
+        using var response = await f.Http.GetAsync("/v1/chat/completions");
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.Equal("method_not_allowed", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task ModelsHealthMetricsTokenize()
     {
         var models = JsonDocument.Parse(await f.Http.GetStringAsync("/v1/models")).RootElement;
