@@ -9,7 +9,7 @@ namespace Scout.Cli.Commands;
 /// <summary>
 /// `scout chat`: an interactive conversation. The KV cache is kept between turns, so each answer only computes the
 /// new message. Multi-line input: end a line with \ to continue, or wrap a block in """ lines.
-/// Commands: /reset, /save FILE, /load FILE, /stats, /help, /exit.
+/// Commands: /reset, /save FILE, /load FILE, /image FILE (attach to the next message), /stats, /help, /exit.
 /// </summary>
 public static class ChatCommand
 {
@@ -35,6 +35,9 @@ public static class ChatCommand
                 messages.Clear();
                 if (!string.IsNullOrEmpty(systemPrompt)) messages.Add(new ChatMessage("system", systemPrompt));
             }
+            var images = new List<PreparedImage>();      // every image of the dialog, in prompt order
+            var attached = new List<PreparedImage>();    // images for the next user message
+            VisionPromptEncoder? vision = null;
             Reset();
             long totalGenerated = 0, totalPrompt = 0, totalCached = 0;
             GenerationStats? last = null;
@@ -49,8 +52,23 @@ public static class ChatCommand
                     switch (parts[0])
                     {
                         case "/exit" or "/quit": return 0;
+                        case "/image":
+                            if (arg.Length == 0 || !File.Exists(arg)) { ctx.Err.WriteLine($"usage: /image FILE (not found: {arg})"); break; }
+                            try
+                            {
+                                vision ??= RunCommand.VisionFor(model);
+                                attached.Add(vision.Prepare(File.ReadAllBytes(arg), Path.GetFileName(arg)));
+                                ctx.Err.WriteLine($"(image {arg} attached to the next message: {attached[^1].Tiling.TilesX}x{attached[^1].Tiling.TilesY} tiles)");
+                            }
+                            catch (Exception e) when (e is CliException or ArgumentException or IOException)
+                            {
+                                ctx.Err.WriteLine($"error: {e.Message}");
+                            }
+                            break;
                         case "/reset":
                             Reset();
+                            images.Clear();
+                            attached.Clear();
                             conversation.Reset();
                             ctx.Err.WriteLine("(conversation cleared)");
                             break;
@@ -66,6 +84,7 @@ public static class ChatCommand
                                 var loaded = JsonSerializer.Deserialize<SavedChat>(File.ReadAllText(arg)) ?? throw new JsonException("empty file");
                                 systemPrompt = loaded.System;
                                 Reset();
+                                images.Clear();
                                 messages.AddRange(loaded.Messages.Select(m => new ChatMessage(m.Role, m.Content)));
                                 ctx.Err.WriteLine($"(loaded {loaded.Messages.Count} messages from {arg})");
                             }
@@ -82,7 +101,7 @@ public static class ChatCommand
                                 ctx.Err.WriteLine($"last answer: {last.CompletionTokens} tokens, {last.TokensPerSecond:F1} tok/s; prompt {last.PromptTokensPerSecond:F1} tok/s");
                             break;
                         case "/help":
-                            ctx.Err.WriteLine("/reset  clear the conversation\n/save FILE  save it as JSON\n/load FILE  load a saved one\n/stats  cache and speed\n/exit  quit");
+                            ctx.Err.WriteLine("/reset  clear the conversation\n/save FILE  save it as JSON (text only)\n/load FILE  load a saved one\n/image FILE  attach an image to the next message\n/stats  cache and speed\n/exit  quit");
                             break;
                         default:
                             ctx.Err.WriteLine($"unknown command {parts[0]} (/help lists them)");
@@ -92,10 +111,15 @@ public static class ChatCommand
                 }
                 if (input.Trim().Length == 0) continue;
 
-                messages.Add(new ChatMessage("user", input));
+                messages.Add(new ChatMessage("user", input) { Images = attached.Select(i => i.Tiling).ToList() });
+                images.AddRange(attached);
+                attached.Clear();
+                var prompt = tokens.ChatFormat.EncodeDialog(messages);
                 var request = new GenerationRequest
                 {
-                    Prompt = tokens.ChatFormat.EncodeDialog(messages),
+                    Prompt = prompt,
+                    // With images, every turn re-runs the dialog with their features (image positions are never cache-reused).
+                    PromptEmbeddings = images.Count > 0 ? vision!.EmbedPrompt(prompt, images) : null,
                     MaxTokens = p.GetValue(flags.MaxTokens),
                     Sampling = flags.Sampling(p),
                     StopStrings = flags.StopStrings(p),

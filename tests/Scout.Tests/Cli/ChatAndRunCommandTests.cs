@@ -129,6 +129,19 @@ public class ChatAndRunCommandTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ChatImageCommandAttachesAnImage()
+    {
+        var input = string.Join('\n', $"/image {Fixtures.Vision("images/synthetic.png")}", "What is in this picture?", "/image /nonexistent.png", "/exit");
+        var (code, stdout, stderr) = Run(input, "chat", "--model", Fixtures.Vision(), "-t", "0", "-n", "1");
+        Assert.Equal(0, code);
+        Assert.Contains("attached to the next message: 1x1 tiles", stderr);
+        Assert.Contains("usage: /image FILE", stderr);
+        var tokens = Scout.Cli.Commands.LogitsCommand.ReadTokens(Fixtures.Vision("cases/synthetic/tokens.json"));
+        var golden = Fixtures.ReadF32(Fixtures.Vision("cases/synthetic/logits.f32"));
+        Assert.StartsWith($"[{LogitAssert.ArgMax(golden.AsSpan((tokens.Length - 1) * 512, 512))}]", stdout);
+    }
+
+    [Fact]
     public void BadArgumentsGiveClearErrors()
     {
         Assert.Contains("prompt is required", Run("", "run", "--model", Model).Err);
