@@ -80,7 +80,7 @@ public static class LogitsCommand
         int runs = CountImageStarts(ids, vlm.ImageTokens.ImageStart);
         if (runs != 0 && runs != imagePaths.Length)
             throw new CliException($"the prompt has {runs} image(s) (<|image_start|> tokens) but {imagePaths.Length} --image file(s) were given");
-        var prepared = imagePaths.Select(path => ImagePreprocessor.PreprocessFile(path)).ToList();
+        var prepared = imagePaths.Select(path => ImagePreprocessor.Preprocess(ImageInput.Load(path))).ToList();
         var h = vlm.EmbedPrompt(ids, prepared);
         int vocab = vlm.Text.Config.VocabSize, d = vlm.Text.Config.HiddenSize;
         var logits = new float[ids.Length * vocab];
