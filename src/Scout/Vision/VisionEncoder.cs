@@ -73,14 +73,14 @@ public sealed unsafe class VisionEncoder
         {
             var t = Get(name);
             Expect(t, rows, cols);
-            return WeightMatrix.RowMajor(t.Type, t.Data, rows, cols);
+            return TiledFloatMatrix.Create(t.Type, t.Data, rows, cols);
         }
         IWeightMatrix MatrixAnyRows(string name, int cols)
         {
             var t = Get(name);
             if (t.Rank != 2 || t.Shape[1] != cols)
                 throw new ModelLoadException($"tensor '{name}' in {t.Source} has shape {t.ShapeText}, expected [*, {cols}]");
-            return WeightMatrix.RowMajor(t.Type, t.Data, (int)t.Shape[0], cols);
+            return TiledFloatMatrix.Create(t.Type, t.Data, (int)t.Shape[0], cols);
         }
         float[] Vec(string name, params long[] shape)
         {
@@ -372,7 +372,7 @@ public sealed unsafe class VisionEncoder
             ref float ra = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(a);
             ref float rb = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(b);
             for (; i <= a.Length - 8; i += 8)
-                acc = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(
+                acc = System.Runtime.Intrinsics.Vector256.MultiplyAddEstimate(
                     System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref ra, (nuint)i),
                     System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rb, (nuint)i), acc);
             sum = System.Runtime.Intrinsics.Vector256.Sum(acc);
