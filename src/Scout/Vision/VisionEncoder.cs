@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Text.Json;
 using Scout.Formats;
 using Scout.Kernels;
 using Scout.Model;
@@ -47,6 +46,22 @@ public sealed unsafe class VisionEncoder
     public int AdapterDim => _adapterFc2.Rows;
     /// <summary>Bytes of vision weights (for memory planning).</summary>
     public long WeightBytes { get; }
+
+    /// <summary>Bytes of the vision tensors in a checkpoint (vision_model.*, multi_modal_projector.*), without loading them.</summary>
+    public static long CountWeightBytes(Checkpoint ckpt)
+        => ckpt.Tensors.Where(kv => kv.Key.StartsWith("vision_model.", StringComparison.Ordinal) || kv.Key.StartsWith("multi_modal_projector.", StringComparison.Ordinal))
+            .Sum(kv => kv.Value.ByteLength);
+
+    /// <summary>Peak scratch memory of encoding one tile (float32 activations), for memory planning.</summary>
+    public long ScratchBytesPerTile
+    {
+        get
+        {
+            long n = Config.PatchesPerTile + 1, d = Config.HiddenSize;
+            // x, normed, q, k, v, attn, packed keys and values, MLP hidden, unfolded patches
+            return 4 * (n * d * 8 + n * Config.IntermediateSize + Config.PatchesPerTile * (long)Config.PatchValues);
+        }
+    }
 
     /// <summary>True when the checkpoint carries Llama 4 vision weights (<c>vision_model.*</c>).</summary>
     public static bool IsPresent(Checkpoint ckpt) => ckpt.Find("vision_model.patch_embedding.linear.weight") is not null;

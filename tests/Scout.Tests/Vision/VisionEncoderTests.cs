@@ -111,6 +111,15 @@ public class VisionEncoderTests(VisionModelFixture fixture, ITestOutputHelper ou
     }
 
     [Fact]
+    public void VisionWeightBytesAreCounted()
+    {
+        using var ckpt = Checkpoint.Open(Fixtures.Vision());
+        long counted = VisionEncoder.CountWeightBytes(ckpt);
+        Assert.Equal(counted, Model.Vision.WeightBytes);
+        Assert.True(counted > 0 && counted < new FileInfo(Fixtures.Vision("model.safetensors")).Length);
+    }
+
+    [Fact]
     public void ImageTokenIdsComeFromTheConfig()
     {
         Assert.Equal(new ImageTokenIds(496, 497, 506, 508, 500, 501), Model.ImageTokens);
