@@ -25,8 +25,10 @@ public static class LogitsCommand
             int vocab;
             if (imagePaths.Length > 0 || ids.Contains(ImageTokenIds.Llama4.Patch) || PromptHasPatchTokens(p.GetValue(model)!, p.GetValue(config), ids))
             {
+                // Images first: a bad file fails before the (slow) model load.
+                var prepared = PrepareImages(imagePaths);
                 using var vlm = VisionLanguageModel.Load(p.GetValue(model)!, p.GetValue(config));
-                logits = ComputeWithImages(vlm, ids, imagePaths, p.GetValue(decode));
+                logits = ComputeWithImages(vlm, ids, prepared, p.GetValue(decode));
                 vocab = vlm.Text.Config.VocabSize;
             }
             else
@@ -71,16 +73,22 @@ public static class LogitsCommand
 
     /// <summary>Logits for a prompt whose &lt;|patch|&gt; runs are filled with the images' embeddings, in order.</summary>
     public static float[] ComputeWithImages(VisionLanguageModel vlm, int[] ids, string[] imagePaths, bool decode)
+        => ComputeWithImages(vlm, ids, PrepareImages(imagePaths), decode);
+
+    /// <summary>Decodes and tiles image files (or data URLs) in order.</summary>
+    public static List<PreprocessedImage> PrepareImages(IEnumerable<string> paths)
+        => paths.Select(path => ImagePreprocessor.Preprocess(ImageInput.Load(path))).ToList();
+
+    public static float[] ComputeWithImages(VisionLanguageModel vlm, int[] ids, IReadOnlyList<PreprocessedImage> prepared, bool decode)
     {
         int patches = MultimodalPrompt.CountPatchTokens(ids, vlm.ImageTokens.Patch);
-        if (patches > 0 && imagePaths.Length == 0)
+        if (patches > 0 && prepared.Count == 0)
             throw new CliException($"the prompt has {patches} <|patch|> tokens (id {vlm.ImageTokens.Patch}); pass the images with --image, in prompt order");
-        if (patches == 0 && imagePaths.Length > 0)
-            throw new CliException($"{imagePaths.Length} image(s) given, but the prompt has no <|patch|> tokens (id {vlm.ImageTokens.Patch}) to fill");
+        if (patches == 0 && prepared.Count > 0)
+            throw new CliException($"{prepared.Count} image(s) given, but the prompt has no <|patch|> tokens (id {vlm.ImageTokens.Patch}) to fill");
         int runs = CountImageStarts(ids, vlm.ImageTokens.ImageStart);
-        if (runs != 0 && runs != imagePaths.Length)
-            throw new CliException($"the prompt has {runs} image(s) (<|image_start|> tokens) but {imagePaths.Length} --image file(s) were given");
-        var prepared = imagePaths.Select(path => ImagePreprocessor.PreprocessFile(path)).ToList();
+        if (runs != 0 && runs != prepared.Count)
+            throw new CliException($"the prompt has {runs} image(s) (<|image_start|> tokens) but {prepared.Count} --image file(s) were given");
         var h = vlm.EmbedPrompt(ids, prepared);
         int vocab = vlm.Text.Config.VocabSize, d = vlm.Text.Config.HiddenSize;
         var logits = new float[ids.Length * vocab];
