@@ -185,11 +185,16 @@ public sealed partial class Llama4Tokenizer
     private static void ValidateMerges(IEnumerable<(string Left, string Right)> merges, Dictionary<string, int> vocab, string name)
     {
         int previous = -1, index = 0;
+        var lookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
+        char[] joined = new char[256];
         foreach (var (left, right) in merges)
         {
             if (!vocab.ContainsKey(left) || !vocab.ContainsKey(right))
                 throw new ModelLoadException($"{name}: merge #{index} '{left} {right}' uses a token that is not in the vocab");
-            if (!vocab.TryGetValue(left + right, out int result))
+            if (joined.Length < left.Length + right.Length) joined = new char[(left.Length + right.Length) * 2];
+            left.CopyTo(joined);
+            right.CopyTo(joined.AsSpan(left.Length));
+            if (!lookup.TryGetValue(joined.AsSpan(0, left.Length + right.Length), out int result))
                 throw new ModelLoadException($"{name}: merge #{index} '{left} {right}' makes a token that is not in the vocab");
             if (result < previous)
                 throw new ModelLoadException($"{name}: merge #{index} '{left} {right}' is out of rank order (the merges do not follow the vocab ranks as in a tiktoken conversion)");
