@@ -386,44 +386,85 @@ public sealed partial class Llama4Tokenizer : ITokenizer
     private void MergeLarge(ReadOnlySpan<byte> piece, List<int> output)
     {
         int n = piece.Length;
-        var next = new int[n];
-        var prev = new int[n];
-        var rank = new int[n];
-        var alive = new bool[n];
-        var heap = new PriorityQueue<int, long>(n);
-        for (int i = 0; i < n; i++) { next[i] = i + 1; prev[i] = i - 1; alive[i] = true; }
-        for (int i = 0; i < n; i++)
+        int[] work = ArrayPool<int>.Shared.Rent(3 * n);
+        long[] heapArray = ArrayPool<long>.Shared.Rent(3 * n);
+        try
         {
-            rank[i] = LinkedPairRank(piece, next, i);
-            if (rank[i] != int.MaxValue) heap.Enqueue(i, ((long)rank[i] << 32) | (uint)i);
-        }
-        while (heap.TryDequeue(out int i, out long key))
-        {
-            if (!alive[i] || rank[i] != (int)(key >> 32)) continue; // stale entry
-            int j = next[i];
-            alive[j] = false;
-            next[i] = next[j];
-            if (next[j] < n) prev[next[j]] = i;
-            rank[i] = LinkedPairRank(piece, next, i);
-            if (rank[i] != int.MaxValue) heap.Enqueue(i, ((long)rank[i] << 32) | (uint)i);
-            int p = prev[i];
-            if (p >= 0)
+            // Parts are identified by their start byte; next[i] = start of the following part (n at the end), -1 once merged away.
+            Span<int> next = work.AsSpan(0, n), prev = work.AsSpan(n, n), rank = work.AsSpan(2 * n, n);
+            Span<long> heap = heapArray;
+            int heapCount = 0;
+            for (int i = 0; i < n; i++) { next[i] = i + 1; prev[i] = i - 1; }
+            for (int i = 0; i < n; i++)
             {
-                rank[p] = LinkedPairRank(piece, next, p);
-                if (rank[p] != int.MaxValue) heap.Enqueue(p, ((long)rank[p] << 32) | (uint)p);
+                rank[i] = LinkedPairRank(piece, next, i);
+                if (rank[i] != int.MaxValue) HeapPush(heap, ref heapCount, ((long)rank[i] << 32) | (uint)i);
             }
+            while (heapCount > 0)
+            {
+                long key = HeapPop(heap, ref heapCount);
+                int i = (int)(key & 0xFFFFFFFF);
+                if (next[i] < 0 || rank[i] != (int)(key >> 32)) continue; // stale entry
+                int j = next[i];
+                next[i] = next[j];
+                next[j] = -1;
+                if (next[i] < n) prev[next[i]] = i;
+                rank[i] = LinkedPairRank(piece, next, i);
+                if (rank[i] != int.MaxValue) HeapPush(heap, ref heapCount, ((long)rank[i] << 32) | (uint)i);
+                int p = prev[i];
+                if (p >= 0)
+                {
+                    rank[p] = LinkedPairRank(piece, next, p);
+                    if (rank[p] != int.MaxValue) HeapPush(heap, ref heapCount, ((long)rank[p] << 32) | (uint)p);
+                }
+            }
+            for (int i = 0; i < n; i = next[i])
+                output.Add(_ranks.Lookup(piece[i..next[i]]));
         }
-        for (int i = 0; i < n; i = next[i])
-            output.Add(_ranks.Lookup(piece[i..next[i]]));
+        finally
+        {
+            ArrayPool<int>.Shared.Return(work);
+            ArrayPool<long>.Shared.Return(heapArray);
+        }
     }
 
-    private int LinkedPairRank(ReadOnlySpan<byte> piece, int[] next, int i)
+    private int LinkedPairRank(ReadOnlySpan<byte> piece, Span<int> next, int i)
     {
         int j = next[i];
         if (j >= piece.Length) return int.MaxValue;
-        int end = next[j];
-        int r = _ranks.Lookup(piece[i..end]);
+        int r = _ranks.Lookup(piece[i..next[j]]);
         return r < 0 ? int.MaxValue : r;
+    }
+
+    private static void HeapPush(Span<long> heap, ref int count, long key)
+    {
+        int k = count++;
+        while (k > 0)
+        {
+            int parent = (k - 1) >> 1;
+            if (heap[parent] <= key) break;
+            heap[k] = heap[parent];
+            k = parent;
+        }
+        heap[k] = key;
+    }
+
+    private static long HeapPop(Span<long> heap, ref int count)
+    {
+        long top = heap[0];
+        long last = heap[--count];
+        int k = 0;
+        while (true)
+        {
+            int child = 2 * k + 1;
+            if (child >= count) break;
+            if (child + 1 < count && heap[child + 1] < heap[child]) child++;
+            if (heap[child] >= last) break;
+            heap[k] = heap[child];
+            k = child;
+        }
+        if (count > 0) heap[k] = last;
+        return top;
     }
 
     private sealed class Scratch
