@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Scout.Tokenization;
 
+// Usage: TokenizerBench [tokenizer path] [MB, default 4] [file to save the corpus to]
 // Encodes a few MB of mixed-language text built from the tokenizer fixtures (shuffled, repeated) and reports tokens/s and
 // MB/s single-threaded (Meta's Encode) and with all cores (EncodeParallel), checking that both give the same ids.
 string fixtures = FindFixtures();
@@ -29,6 +30,12 @@ while (Encoding.UTF8.GetByteCount(sb.ToString()) < targetMb * 1e6)
 }
 string corpus = sb.ToString();
 long bytes = Encoding.UTF8.GetByteCount(corpus);
+if (args.Length > 2)
+{
+    // save the corpus (and our ids) so other tokenizers can be timed on exactly the same text
+    File.WriteAllText(args[2], corpus, new UTF8Encoding(false));
+    Console.WriteLine($"corpus written to {args[2]}");
+}
 Console.WriteLine($"corpus: {bytes / 1e6:F2} MB UTF-8, {corpus.Length:N0} chars, {texts.Count} distinct fixture texts");
 
 // warm-up (JIT, per-thread caches)
