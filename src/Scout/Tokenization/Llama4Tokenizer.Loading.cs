@@ -1,4 +1,5 @@
-using System.Globalization;
+using System.Buffers;
+using System.Buffers.Text;
 using System.Text;
 using System.Text.Json;
 using Scout.Formats;
@@ -73,11 +74,10 @@ public sealed partial class Llama4Tokenizer
             var rest = line[(sep + 1)..].Trim((byte)' ');
             if (rest.IsEmpty || rest.IndexOfAny((byte)' ', (byte)'\t') >= 0)
                 throw new ModelLoadException($"{sourceName}: line {lineNo}: expected exactly two fields 'base64-token rank', got '{Preview(line)}'");
-            if (!int.TryParse(Encoding.ASCII.GetString(rest), NumberStyles.None, CultureInfo.InvariantCulture, out int rank))
+            if (!Utf8Parser.TryParse(rest, out int rank, out int consumed) || consumed != rest.Length || rank < 0 || rest[0] is (byte)'-' or (byte)'+')
                 throw new ModelLoadException($"{sourceName}: line {lineNo}: rank '{Preview(rest)}' is not a non-negative integer");
             if (buffer.Length < b64.Length) buffer = new byte[b64.Length];
-            var b64Text = Encoding.ASCII.GetString(b64);
-            if (!Convert.TryFromBase64String(b64Text, buffer, out int len) || len == 0)
+            if (Base64.DecodeFromUtf8(b64, buffer, out _, out int len) != OperationStatus.Done || len == 0)
                 throw new ModelLoadException($"{sourceName}: line {lineNo}: '{Preview(b64)}' is not valid base64 for a non-empty token");
             tokens.Add((rank, buffer.AsSpan(0, len).ToArray(), lineNo));
         }
