@@ -69,6 +69,20 @@ public class TokenizeCliTests
     }
 
     [Fact]
+    public void Tokenize_large_file_on_all_cores_gives_the_serial_ids()
+    {
+        using var dir = new Fixtures.TempDir();
+        var texts = TokenizerFixtures.ReadJsonl("encode.jsonl").Select(c => c.GetProperty("text").GetString()!).ToList();
+        var sb = new System.Text.StringBuilder();
+        while (sb.Length < 1_100_000) sb.AppendJoin('\n', texts).Append('\n');
+        File.WriteAllText(dir.File("big.txt"), sb.ToString());
+        var (code, stdout, err) = Run("tokenize", "-t", TokenizerFixtures.ModelPath, "--file", dir.File("big.txt"), "--bos");
+        Assert.True(code == 0, err);
+        var expected = TokenizerFixtures.Tiktoken.Encode(File.ReadAllText(dir.File("big.txt")), bos: true, eos: false);
+        Assert.Equal(string.Join(' ', expected), stdout.Trim());
+    }
+
+    [Fact]
     public void Tokenize_file_with_invalid_utf8_uses_replacement_characters()
     {
         using var dir = new Fixtures.TempDir();
