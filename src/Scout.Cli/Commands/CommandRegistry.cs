@@ -9,5 +9,6 @@ public static class CommandRegistry
     {
         yield return InspectCommand.Create(ctx);
         yield return LogitsCommand.Create(ctx);
+        yield return QuantizeCommand.Create(ctx);
     }
 }
