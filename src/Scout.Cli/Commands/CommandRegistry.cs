@@ -10,5 +10,6 @@ public static class CommandRegistry
         yield return InspectCommand.Create(ctx);
         yield return LogitsCommand.Create(ctx);
         yield return QuantizeCommand.Create(ctx);
+        yield return SynthCommand.Create(ctx);
     }
 }
