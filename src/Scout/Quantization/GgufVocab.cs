@@ -142,6 +142,69 @@ public sealed record GgufVocab(string[] Tokens, int[] TokenTypes, string[] Merge
         return new GgufVocab(tokens.ToArray(), types, merges.ToArray(), Get("bos_id", byRank.Count), Get("eos_id", byRank.Count + 1), Get("pad_id", tokens.Count - 1));
     }
 
+    /// <summary>
+    /// The vocabulary of a Hugging Face model folder: tokenizer.json (BPE vocab, merges and added tokens), else
+    /// Meta's tokenizer.model (tiktoken), else a synthetic byte-level vocabulary of the model's size.
+    /// </summary>
+    public static GgufVocab FromModelFolder(string folder, int vocabSize)
+    {
+        string json = Path.Combine(folder, "tokenizer.json");
+        if (File.Exists(json)) return FromTokenizerJson(json, vocabSize);
+        string tiktoken = Path.Combine(folder, "tokenizer.model");
+        if (File.Exists(tiktoken) && File.Exists(Path.Combine(folder, "special_tokens.json"))) return FromTiktoken(tiktoken);
+        return Synthetic(vocabSize);
+    }
+
+    /// <summary>A Hugging Face tokenizer.json with a byte-level BPE model; ids missing from it become unused padding tokens.</summary>
+    public static GgufVocab FromTokenizerJson(string path, int vocabSize)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var model = doc.RootElement.GetProperty("model");
+            if (model.TryGetProperty("type", out var ty) && ty.GetString() != "BPE")
+                throw new ModelLoadException($"{path}: tokenizer model type {ty.GetString()} is not BPE");
+            var tokens = new string?[vocabSize];
+            var types = new int[vocabSize];
+            foreach (var p in model.GetProperty("vocab").EnumerateObject())
+            {
+                int id = p.Value.GetInt32();
+                if (id < 0 || id >= vocabSize) throw new ModelLoadException($"{path}: token '{p.Name}' has id {id}, outside the model's vocabulary of {vocabSize}");
+                tokens[id] = p.Name;
+                types[id] = Normal;
+            }
+            int? bos = null, eos = null, pad = null;
+            if (doc.RootElement.TryGetProperty("added_tokens", out var added))
+            {
+                foreach (var a in added.EnumerateArray())
+                {
+                    int id = a.GetProperty("id").GetInt32();
+                    string content = a.GetProperty("content").GetString() ?? "";
+                    if (id < 0 || id >= vocabSize) continue;
+                    tokens[id] = content;
+                    types[id] = a.TryGetProperty("special", out var sp) && sp.GetBoolean() ? Control : 4;
+                    if (content == "<|begin_of_text|>") bos = id;
+                    if (content == "<|end_of_text|>") eos = id;
+                    if (content == "<|finetune_right_pad|>" || content == "<|finetune_right_pad_id|>") pad = id;
+                }
+            }
+            for (int i = 0; i < vocabSize; i++)
+            {
+                if (tokens[i] != null) continue;
+                tokens[i] = $"[PAD{i}]"; // llama.cpp's converter fills holes the same way
+                types[i] = 5;
+            }
+            var merges = model.GetProperty("merges").EnumerateArray()
+                .Select(m => m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString() ?? "")
+                .ToArray();
+            return new GgufVocab(tokens!, types, merges, bos ?? 0, eos ?? Math.Min(1, vocabSize - 1), pad ?? vocabSize - 1);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new ModelLoadException($"{path}: not a usable tokenizer.json ({e.Message})");
+        }
+    }
+
     /// <summary>Runs BPE on <paramref name="token"/> using only ranks below its own until two parts remain.</summary>
     private static (byte[] Left, byte[] Right) LastMerge(byte[] token, int maxRank, Dictionary<ByteKey, int> ranks)
     {

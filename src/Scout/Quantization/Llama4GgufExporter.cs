@@ -55,7 +55,7 @@ public static unsafe class Llama4GgufExporter
         else
         {
             Llama4Metadata.Write(w, c, Path.GetFileName(Path.GetFullPath(modelPath).TrimEnd(Path.DirectorySeparatorChar)));
-            GgufVocab.Synthetic(c.VocabSize).WriteTo(w);
+            GgufVocab.FromModelFolder(ckpt.Folder, c.VocabSize).WriteTo(w);
         }
         w.SetUInt32("general.file_type", QuantMix.FileType(preset));
         w.SetUInt32("general.quantization_version", 2);
@@ -114,8 +114,15 @@ public static unsafe class Llama4GgufExporter
         var type = t.Type;
         return (first, count, dst) =>
         {
-            for (int i = 0; i < count; i++)
-                Dequantize.ToFloat(type, new ReadOnlySpan<byte>(data + (first + i) * rowBytes, (int)rowBytes), dst.Slice((int)(i * cols), (int)cols));
+            fixed (float* pd = dst)
+            {
+                float* d = pd;
+                WorkerPool.Shared.ForRange(count, Math.Max(1, (int)(65536 / cols)), (r0, r1) =>
+                {
+                    for (long i = r0; i < r1; i++)
+                        Dequantize.ToFloat(type, new ReadOnlySpan<byte>(data + (first + i) * rowBytes, (int)rowBytes), new Span<float>(d + i * cols, (int)cols));
+                });
+            }
         };
     }
 

@@ -154,6 +154,37 @@ public class QuantizeFixtureTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void HuggingFaceTokenizerJsonIsCarriedIntoTheGguf()
+    {
+        using var dir = new Fixtures.TempDir();
+        string folder = Path.Combine(dir.Path, "hf");
+        Directory.CreateDirectory(folder);
+        File.Copy(Fixtures.Text("scout-tiny", "config.json"), Path.Combine(folder, "config.json"));
+        File.Copy(Fixtures.Text("scout-tiny", "model.safetensors"), Path.Combine(folder, "model.safetensors"));
+        // A byte-level BPE tokenizer.json: 256 byte symbols, two merges, special tokens at 508..511, ids 260..507 unused.
+        var vocab = Scout.Quantization.GgufVocab.Synthetic(512);
+        var entries = Enumerable.Range(0, 258).Select(i => $"{System.Text.Json.JsonSerializer.Serialize(i < 256 ? vocab.Tokens[i] : i == 256 ? "Ġa" : "Ġb")}: {i}");
+        string[] specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot|>", "<|finetune_right_pad|>"];
+        string added = string.Join(",", specials.Select((t, k) => $"{{\"id\": {508 + k}, \"content\": \"{t}\", \"special\": true}}"));
+        File.WriteAllText(Path.Combine(folder, "tokenizer.json"),
+            $"{{\"model\": {{\"type\": \"BPE\", \"vocab\": {{{string.Join(",", entries)}}}, \"merges\": [\"Ġ a\", [\"Ġ\", \"b\"]]}}, \"added_tokens\": [{added}]}}");
+        string outPath = dir.File("tok.gguf");
+        Assert.Equal(0, Program.Run(["quantize", "--model", folder, "--type", "Q8_0", "--out", outPath], new StringWriter(), new StringWriter()));
+        using var g = GgufFile.Open(outPath);
+        var tokens = g.GetArray<string>("tokenizer.ggml.tokens")!;
+        var types = g.GetArray<int>("tokenizer.ggml.token_type")!;
+        Assert.Equal(512, tokens.Length);
+        Assert.Equal("Ġb", tokens[257]);
+        Assert.Equal("[PAD300]", tokens[300]);
+        Assert.Equal(5, types[300]);
+        Assert.Equal("<|eot|>", tokens[510]);
+        Assert.Equal(3, types[510]);
+        Assert.Equal(new[] { "Ġ a", "Ġ b" }, g.GetArray<string>("tokenizer.ggml.merges"));
+        Assert.Equal(508L, g.GetInt("tokenizer.ggml.bos_token_id"));
+        Assert.Equal(509L, g.GetInt("tokenizer.ggml.eos_token_id"));
+    }
+
+    [Fact]
     public void BadArgumentsGiveClearErrors()
     {
         using var dir = new Fixtures.TempDir();
