@@ -184,6 +184,31 @@ public class QuantizeFixtureTests(ITestOutputHelper output)
         Assert.Equal(509L, g.GetInt("tokenizer.ggml.eos_token_id"));
     }
 
+    // Every tensor's type in the Q4_K_M files llama.cpp's own quantizer (llama_model_quantize in LLamaSharp.Backend.Cpu
+    // 0.30.0) made from the fixtures' model.gguf; Scout's files were also byte-identical to those, tensor for tensor.
+    public static TheoryData<string, TensorType, string> LlamaCppQ4KmTypes() => new()
+    {
+        { "scout-tiny", TensorType.F16, "blk.0.ffn_down_exps.weight blk.0.ffn_down_shexp.weight blk.1.ffn_down_exps.weight blk.1.ffn_down_shexp.weight blk.2.ffn_down_exps.weight blk.2.ffn_down_shexp.weight blk.3.ffn_down_exps.weight blk.3.ffn_down_shexp.weight" },
+        { "scout-tiny", TensorType.F32, "blk.0.attn_norm.weight blk.0.ffn_gate_inp.weight blk.0.ffn_norm.weight blk.1.attn_norm.weight blk.1.ffn_gate_inp.weight blk.1.ffn_norm.weight blk.2.attn_norm.weight blk.2.ffn_gate_inp.weight blk.2.ffn_norm.weight blk.3.attn_norm.weight blk.3.ffn_gate_inp.weight blk.3.ffn_norm.weight output_norm.weight rope_freqs.weight" },
+        { "scout-tiny", TensorType.Q5_0, "blk.0.attn_k.weight blk.0.attn_output.weight blk.0.attn_q.weight blk.0.attn_v.weight blk.0.ffn_gate_exps.weight blk.0.ffn_gate_shexp.weight blk.0.ffn_up_exps.weight blk.0.ffn_up_shexp.weight blk.1.attn_k.weight blk.1.attn_output.weight blk.1.attn_q.weight blk.1.attn_v.weight blk.1.ffn_gate_exps.weight blk.1.ffn_gate_shexp.weight blk.1.ffn_up_exps.weight blk.1.ffn_up_shexp.weight blk.2.attn_k.weight blk.2.attn_output.weight blk.2.attn_q.weight blk.2.ffn_gate_exps.weight blk.2.ffn_gate_shexp.weight blk.2.ffn_up_exps.weight blk.2.ffn_up_shexp.weight blk.3.attn_k.weight blk.3.attn_output.weight blk.3.attn_q.weight blk.3.ffn_gate_exps.weight blk.3.ffn_gate_shexp.weight blk.3.ffn_up_exps.weight blk.3.ffn_up_shexp.weight token_embd.weight" },
+        { "scout-tiny", TensorType.Q8_0, "blk.2.attn_v.weight blk.3.attn_v.weight output.weight" },
+        { "maverick-tiny", TensorType.F16, "blk.1.ffn_down_exps.weight blk.1.ffn_down_shexp.weight blk.3.ffn_down_exps.weight blk.3.ffn_down_shexp.weight" },
+        { "maverick-tiny", TensorType.F32, "blk.0.attn_norm.weight blk.0.ffn_norm.weight blk.1.attn_norm.weight blk.1.ffn_gate_inp.weight blk.1.ffn_norm.weight blk.2.attn_norm.weight blk.2.ffn_norm.weight blk.3.attn_norm.weight blk.3.ffn_gate_inp.weight blk.3.ffn_norm.weight output_norm.weight" },
+        { "maverick-tiny", TensorType.Q5_0, "blk.0.attn_q.weight blk.0.ffn_down.weight blk.0.ffn_gate.weight blk.0.ffn_up.weight blk.1.attn_q.weight blk.1.ffn_gate_exps.weight blk.1.ffn_gate_shexp.weight blk.1.ffn_up_exps.weight blk.1.ffn_up_shexp.weight blk.2.attn_q.weight blk.2.ffn_gate.weight blk.2.ffn_up.weight blk.3.attn_q.weight blk.3.ffn_gate_exps.weight blk.3.ffn_gate_shexp.weight blk.3.ffn_up_exps.weight blk.3.ffn_up_shexp.weight token_embd.weight" },
+        { "maverick-tiny", TensorType.Q5_1, "blk.0.attn_output.weight blk.1.attn_output.weight blk.2.attn_output.weight blk.3.attn_output.weight" },
+        { "maverick-tiny", TensorType.Q8_0, "blk.0.attn_k.weight blk.0.attn_v.weight blk.1.attn_k.weight blk.1.attn_v.weight blk.2.attn_k.weight blk.2.attn_v.weight blk.2.ffn_down.weight blk.3.attn_k.weight blk.3.attn_v.weight output.weight" },
+    };
+
+    [Theory]
+    [MemberData(nameof(LlamaCppQ4KmTypes))]
+    public void Q4KmMixEqualsLlamaCpps(string model, TensorType type, string names)
+    {
+        using var dir = new Fixtures.TempDir();
+        using var g = GgufFile.Open(Quantize(dir, model, "model.gguf", "Q4_K_M"));
+        var expected = names.Split(' ');
+        Assert.Equal(expected, g.TensorInfos.Where(t => t.Type == type).Select(t => t.Name).Order(StringComparer.Ordinal).ToArray());
+    }
+
     [Fact]
     public void BadArgumentsGiveClearErrors()
     {
