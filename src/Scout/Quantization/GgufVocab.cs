@@ -85,7 +85,7 @@ public sealed record GgufVocab(string[] Tokens, int[] TokenTypes, string[] Merge
 
     /// <summary>
     /// Meta's Llama 4 vocabulary from its tiktoken <c>tokenizer.model</c> (base64 bytes + rank per line) and the
-    /// <c>special_tokens.json</c> next to it: ranks become token ids, each multi-byte token gets the merge that
+    /// <c>special_tokens.json</c> next to it when present (else Meta's built-in special-token list): ranks become token ids, each multi-byte token gets the merge that
     /// byte-level BPE restricted to lower ranks would make last, and the special tokens follow as control tokens.
     /// </summary>
     public static GgufVocab FromTiktoken(string tokenizerModelPath, string? specialTokensPath = null)
@@ -126,20 +126,44 @@ public sealed record GgufVocab(string[] Tokens, int[] TokenTypes, string[] Merge
             merges.Add(ByteText(left) + " " + ByteText(right));
         }
 
-        if (!File.Exists(specialTokensPath)) throw new ModelLoadException($"special tokens not found: {specialTokensPath} (expected next to {tokenizerModelPath})");
-        using var doc = JsonDocument.Parse(File.ReadAllText(specialTokensPath));
-        var root = doc.RootElement;
-        var special = root.GetProperty("special_tokens").EnumerateObject().Select(p => (Text: p.Name, Id: p.Value.GetInt32())).OrderBy(p => p.Id).ToList();
-        foreach (var (text, id) in special)
+        // Special tokens: from special_tokens.json when present, else Meta's fixed list (ids follow the ranks).
+        IEnumerable<string> special = MetaSpecialTokens();
+        if (File.Exists(specialTokensPath))
         {
-            if (id != tokens.Count) throw new ModelLoadException($"{specialTokensPath}: special token {text} has id {id}, expected {tokens.Count}");
-            tokens.Add(text);
+            using var doc = JsonDocument.Parse(File.ReadAllText(specialTokensPath));
+            var list = doc.RootElement.GetProperty("special_tokens").EnumerateObject().Select(p => (Text: p.Name, Id: p.Value.GetInt32())).OrderBy(p => p.Id).ToList();
+            for (int i = 0; i < list.Count; i++)
+                if (list[i].Id != byRank.Count + i)
+                    throw new ModelLoadException($"{specialTokensPath}: special token {list[i].Text} has id {list[i].Id}, expected {byRank.Count + i}");
+            special = list.Select(p => p.Text);
         }
+        tokens.AddRange(special);
         var types = new int[tokens.Count];
         Array.Fill(types, Normal, 0, byRank.Count);
         Array.Fill(types, Control, byRank.Count, tokens.Count - byRank.Count);
-        int Get(string key, int fallback) => root.TryGetProperty(key, out var v) ? v.GetInt32() : fallback;
-        return new GgufVocab(tokens.ToArray(), types, merges.ToArray(), Get("bos_id", byRank.Count), Get("eos_id", byRank.Count + 1), Get("pad_id", tokens.Count - 1));
+        int IdOf(string text, int fallback) { int i = tokens.IndexOf(text, byRank.Count); return i >= 0 ? i : fallback; }
+        return new GgufVocab(tokens.ToArray(), types, merges.ToArray(), IdOf("<|begin_of_text|>", byRank.Count), IdOf("<|end_of_text|>", byRank.Count + 1),
+            IdOf("<|finetune_right_pad|>", tokens.Count - 1));
+    }
+
+    /// <summary>Llama 4's 2,048 special tokens in id order (Meta's tokenizer builds the same list in code).</summary>
+    public static List<string> MetaSpecialTokens()
+    {
+        static string T(string name) => $"<|{name}|>";
+        var list = new List<string> { T("begin_of_text"), T("end_of_text"), T("fim_prefix"), T("fim_middle"), T("fim_suffix") };
+        list.AddRange([T("header_start"), T("header_end"), T("eom"), T("eot"), T("step")]);
+        for (int i = 0; i <= 5; i++) list.Add(T($"text_post_train_reserved_special_token_{i}"));
+        list.AddRange([T("python_start"), T("python_end"), T("finetune_right_pad")]);
+        for (int i = 8; i <= 68; i++) list.Add(T($"text_post_train_reserved_special_token_{i}"));
+        int v = 0;
+        string Vision() => T($"vision_reserved_special_token_{v++}");
+        list.AddRange([T("image_start"), T("image_end"), Vision(), Vision(), T("tile_x_separator"), T("tile_y_separator"),
+            Vision(), Vision(), Vision(), Vision(), T("image"), Vision(), T("patch")]);
+        while (v <= 1047) list.Add(Vision());
+        for (int i = 0; i <= 7; i++) list.Add(T($"reasoning_reserved_special_token_{i}"));
+        list.AddRange([T("reasoning_thinking_start"), T("reasoning_thinking_end")]);
+        for (int i = 0; i <= 903; i++) list.Add(T($"reserved_special_token_{i}"));
+        return list;
     }
 
     /// <summary>
@@ -151,7 +175,7 @@ public sealed record GgufVocab(string[] Tokens, int[] TokenTypes, string[] Merge
         string json = Path.Combine(folder, "tokenizer.json");
         if (File.Exists(json)) return FromTokenizerJson(json, vocabSize);
         string tiktoken = Path.Combine(folder, "tokenizer.model");
-        if (File.Exists(tiktoken) && File.Exists(Path.Combine(folder, "special_tokens.json"))) return FromTiktoken(tiktoken);
+        if (File.Exists(tiktoken)) return FromTiktoken(tiktoken);
         return Synthetic(vocabSize);
     }
 

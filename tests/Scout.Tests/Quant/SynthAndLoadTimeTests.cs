@@ -119,6 +119,22 @@ public class SynthAndLoadTimeTests(ITestOutputHelper output)
         Assert.Equal(vocab.Tokens.Take(200000).Count(t => t.Length >= 2), vocab.Merges.Length); // one merge per multi-byte token
     }
 
+    [Fact]
+    public void BuiltInSpecialTokenListEqualsMetas()
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Fixtures.Tokenizer("llama4/special_tokens.json")));
+        var expected = doc.RootElement.GetProperty("special_tokens").EnumerateObject().OrderBy(p => p.Value.GetInt32()).Select(p => p.Name).ToList();
+        Assert.Equal(expected, GgufVocab.MetaSpecialTokens());
+
+        // Without special_tokens.json next to tokenizer.model, the built-in list gives the same vocabulary.
+        using var dir = new Fixtures.TempDir();
+        File.Copy(Fixtures.Tokenizer("llama4/tokenizer.model"), dir.File("tokenizer.model"));
+        var alone = GgufVocab.FromTiktoken(dir.File("tokenizer.model"));
+        Assert.Equal(202048, alone.Tokens.Length);
+        Assert.Equal(expected, alone.Tokens[200000..]);
+        Assert.Equal((200000, 200001, 200018), (alone.BosId, alone.EosId, alone.PadId));
+    }
+
     [Theory]
     [InlineData("maverick-tiny", "model-bf16.safetensors", "logits-bf16.f32", "Q8_0", 0.1, 0.90)]
     [InlineData("scout-tiny", "model.safetensors", "logits.f32", "Q8_0", 0.005, 0.90)]
