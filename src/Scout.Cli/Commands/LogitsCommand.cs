@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Scout.Model;
+using Scout.Tensors;
 using Scout.Vision;
 
 namespace Scout.Cli.Commands;
@@ -15,8 +16,9 @@ public static class LogitsCommand
         var tokens = new Option<string>("--tokens") { Description = "JSON file {\"input_ids\": [...]}", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "output file (raw little-endian float32)", Required = true };
         var decode = new Option<bool>("--decode") { Description = "one token at a time through the KV cache instead of one batched forward" };
+        var quantize = new Option<string?>("--quantize") { Description = "quantize float weights at load time (Q4_0, Q8_0, Q4_K, Q6_K, ...)" };
         var images = new Option<string[]>("--image") { Description = "image files filling the prompt's <|patch|> runs, in order", AllowMultipleArgumentsPerToken = false };
-        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images };
+        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize };
         ctx.SetAction(cmd, p =>
         {
             var ids = ReadTokens(p.GetValue(tokens)!);
@@ -33,7 +35,7 @@ public static class LogitsCommand
             }
             else
             {
-                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config));
+                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config), options: ParseLoadOptions(p.GetValue(quantize)));
                 logits = Compute(m, ids, p.GetValue(decode));
                 vocab = m.Config.VocabSize;
             }
@@ -43,6 +45,15 @@ public static class LogitsCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>--quantize TYPE → load options (null when not given).</summary>
+    public static LoadOptions? ParseLoadOptions(string? quantize)
+    {
+        if (quantize is null) return null;
+        if (!Enum.TryParse<TensorType>(quantize, ignoreCase: true, out var t) || t.IsFloat() || !Scout.Kernels.Quant.Quantizer.CanEncode(t))
+            throw new CliException($"--quantize: unknown or unsupported block type '{quantize}' (expected Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K)");
+        return new LoadOptions { Quantize = t };
     }
 
     public static float[] Compute(Llama4Model m, int[] ids, bool decode)
