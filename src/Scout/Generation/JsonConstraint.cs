@@ -16,17 +16,60 @@ public sealed class JsonConstraint : ITokenConstraint
 {
     private const int MaxWhitespace = 2;
     private const int MaxNumberLength = 24;
-    private static readonly ConditionalWeakTable<ITokenizer, byte[][]> TokenBytesCache = new();
+    private static readonly ConditionalWeakTable<ITokenizer, TokenTable> TokenTables = new();
+
+    /// <summary>
+    /// Each token's bytes, and for the common case of a token inside a JSON string: how many characters it adds
+    /// if it is plain string content (no quote, backslash or control byte; UTF-8 well formed from a character
+    /// boundary), else -1.
+    /// </summary>
+    private sealed class TokenTable
+    {
+        public readonly byte[][] Bytes;
+        public readonly int[] PlainStringChars;
+
+        public TokenTable(ITokenizer t)
+        {
+            Bytes = new byte[t.VocabSize][];
+            PlainStringChars = new int[t.VocabSize];
+            for (int id = 0; id < Bytes.Length; id++)
+            {
+                Bytes[id] = t.IsSpecial(id) ? [] : t.DecodeBytes([id]);
+                PlainStringChars[id] = PlainChars(Bytes[id]);
+            }
+        }
+
+        private static int PlainChars(byte[] bytes)
+        {
+            if (bytes.Length == 0) return -1;
+            int chars = 0, pending = 0;
+            foreach (byte b in bytes)
+            {
+                if (pending > 0)
+                {
+                    if ((b & 0xC0) != 0x80) return -1;
+                    pending--;
+                    continue;
+                }
+                if (b < 0x20 || b == '"' || b == '\\' || b >= 0xF8 || (b & 0xC0) == 0x80) return -1;
+                pending = b < 0x80 ? 0 : b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : 1;
+                chars++;
+            }
+            return chars;
+        }
+    }
 
     private readonly ITokenizer _tokenizer;
     private readonly byte[][] _tokenBytes;
+    private readonly int[] _plainStringChars;
     private List<Stack> _states;
 
     public JsonConstraint(ITokenizer tokenizer, JsonSchemaSubset schema)
     {
         _tokenizer = tokenizer;
-        _tokenBytes = TokenBytesCache.GetValue(tokenizer, t => Enumerable.Range(0, t.VocabSize)
-            .Select(id => t.IsSpecial(id) ? [] : t.DecodeBytes([id])).ToArray());
+        var table = TokenTables.GetValue(tokenizer, t => new TokenTable(t));
+        _tokenBytes = table.Bytes;
+        _plainStringChars = table.PlainStringChars;
         _states = [new Stack(new ValueFrame(schema, 0), new Stack(EndFrame.Instance, null))];
     }
 
@@ -46,17 +89,33 @@ public sealed class JsonConstraint : ITokenConstraint
 
     public void Mask(Span<float> logits)
     {
-        Span<bool> firstByteOk = stackalloc bool[256];
-        for (int b = 0; b < 256; b++) firstByteOk[b] = Advance(_states, (byte)b).Count > 0;
         bool complete = IsComplete;
         int n = Math.Min(logits.Length, _tokenBytes.Length);
+        // Inside free string content (the bulk of most outputs) a plain token is decided without simulating it.
+        var inString = _states.Count == 1 && _states[0].Top is StringFrame { Candidates: null, Escape: 0, Utf8Left: 0 } sf ? sf : null;
+
+        // Cheap filters next: which first bytes, and (outside strings) which pairs of first bytes, can continue.
+        Span<bool> firstByteOk = stackalloc bool[256];
+        var pairOk = new bool[256 * 256];
+        for (int b = 0; b < 256; b++)
+        {
+            var after = Advance(_states, (byte)b);
+            if (after.Count == 0) continue;
+            firstByteOk[b] = true;
+            for (int b2 = 0; b2 < 256; b2++) pairOk[b * 256 + b2] = inString is not null || Advance(after, (byte)b2).Count > 0;
+        }
         for (int id = 0; id < n; id++)
         {
             if (float.IsNegativeInfinity(logits[id])) continue;
+            if (inString is not null && _plainStringChars[id] >= 0)
+            {
+                if (inString.Chars + _plainStringChars[id] > inString.MaxLength) logits[id] = float.NegativeInfinity;
+                continue;
+            }
             var bytes = _tokenBytes[id];
             bool ok = bytes.Length == 0
                 ? complete && _tokenizer.StopIds.Contains(id)
-                : firstByteOk[bytes[0]] && Feed(_states, bytes).Count > 0;
+                : firstByteOk[bytes[0]] && (bytes.Length == 1 || (pairOk[bytes[0] * 256 + bytes[1]] && Feed(_states, bytes).Count > 0));
             if (!ok) logits[id] = float.NegativeInfinity;
         }
         for (int id = n; id < logits.Length; id++) logits[id] = float.NegativeInfinity;
