@@ -174,8 +174,9 @@ internal static unsafe class KernelSweep
     {
         WorkerPool.ConfigureShared(threads);
         Console.WriteLine($"threads {threads}; pool dispatch {ModelBenchmark.PoolOverheadMicroseconds(WorkerPool.Shared):F2} µs/call; read bandwidth {MemoryBandwidth.MeasureReadBytesPerSecond(WorkerPool.Shared) / 1e9:F2} GB/s");
-        Console.WriteLine("| type | path | n=1 GB/s | n=1 µs/call | n=64 tokens/s·row(G) |");
-        Console.WriteLine("| --- | --- | ---: | ---: | ---: |");
+        Console.WriteLine("GB/s per CPU-second = weight bytes / process CPU time (robust to a loaded machine); hot = 1 MiB matrix in L2");
+        Console.WriteLine("| type | path | n=1 GB/s wall | n=1 GB/s per CPU-s | hot GB/s per CPU-s | n=64 weight GB/s per CPU-s |");
+        Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: |");
         const int cols = 4096;
         foreach (var type in new[] { TensorType.Q4_0, TensorType.Q8_0, TensorType.Q4_K, TensorType.Q6_K })
         {
@@ -199,21 +200,34 @@ internal static unsafe class KernelSweep
             foreach (var path in DotKernels.AvailablePaths())
             {
                 if (path == KernelPath.Scalar) continue;
-                m.Multiply(x, 1, y, path);
-                int calls = 0;
-                var sw = Stopwatch.StartNew();
-                while (sw.ElapsedMilliseconds < 1500) { m.Multiply(x, 1, y, path); calls++; }
-                double perCall = sw.Elapsed.TotalSeconds / calls;
-                double gbs = bytes / perCall / 1e9;
-                var sw2 = Stopwatch.StartNew();
-                m.Multiply(x, 64, y, path);
-                double rowTokens = 64.0 * rows / sw2.Elapsed.TotalSeconds / 1e9;
-                Console.WriteLine($"| {type} | {path} | {gbs:F2} | {perCall * 1e6:F0} | {rowTokens:F3} |");
+                var (wall, cpu) = Measure(m, x, y, 1, path);
+                var hot = new QuantizedMatrix(type, data, (int)((1 << 20) / type.RowBytes(cols)), cols);
+                var (_, hotCpu) = Measure(hot, x, y, 1, path);
+                var (_, prefillCpu) = Measure(m, x, y, 64, path, 1);
+                Console.WriteLine($"| {type} | {path} | {bytes / wall / 1e9:F2} | {bytes / cpu / 1e9:F2} | {hot.ByteSize / hotCpu / 1e9:F2} | {bytes / prefillCpu / 1e9:F2} |");
             }
             NativeMemory.AlignedFree(data);
         }
     }
+
+    /// <summary>Seconds per call: wall clock and process CPU time (divided by the threads that ran).</summary>
+    private static (double Wall, double Cpu) Measure(QuantizedMatrix m, float[] x, float[] y, int n, KernelPath path, int minCalls = 3)
+    {
+        m.Multiply(x, n, y, path);
+        var proc = Process.GetCurrentProcess();
+        proc.Refresh();
+        var cpu0 = proc.TotalProcessorTime;
+        int calls = 0;
+        var sw = Stopwatch.StartNew();
+        while (sw.ElapsedMilliseconds < 1000 || calls < minCalls) { m.Multiply(x, n, y, path); calls++; }
+        double wall = sw.Elapsed.TotalSeconds / calls;
+        proc.Refresh();
+        double cpu = (proc.TotalProcessorTime - cpu0).TotalSeconds / calls / WorkerPool.Shared.Threads;
+        return (wall, cpu);
+    }
 }
+
+internal static partial class KernelSweepHelpers { }
 
 /// <summary>BenchmarkDotNet microbenchmarks of the decode (n = 1) products, one per type × path.</summary>
 [BenchmarkDotNet.Attributes.ShortRunJob]

@@ -16,5 +16,7 @@ public static class CommandRegistry
         yield return DetokenizeCommand.Create(ctx);
         yield return PlanCommand.Create(ctx);
         yield return BenchCommand.Create(ctx);
+        yield return QuantizeCommand.Create(ctx);
+        yield return SynthCommand.Create(ctx);
     }
 }

@@ -40,12 +40,12 @@ public sealed class Llama4Model : IDisposable
     }
 
     /// <summary>Loads a model from a folder, .safetensors or .gguf (see <see cref="Checkpoint.Open"/>).</summary>
-    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null)
+    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null, LoadOptions? options = null)
     {
         var ckpt = Checkpoint.Open(path, configPath, progress);
         try
         {
-            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt), ckpt);
+            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt, options), ckpt);
         }
         catch
         {
@@ -405,5 +405,9 @@ public sealed class Llama4Model : IDisposable
         }
     }
 
-    public void Dispose() => _checkpoint?.Dispose();
+    public void Dispose()
+    {
+        _checkpoint?.Dispose();
+        Weights.Owned?.Dispose();
+    }
 }

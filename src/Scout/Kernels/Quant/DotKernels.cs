@@ -24,11 +24,15 @@ internal enum KernelPath
 /// activation block sums: Σ(q−8)·a = Σq·a − 8·Σa. .NET 10 exposes VNNI (vpdpbusd) only as the VEX AvxVnni / AVX10.2
 /// forms, which these AMD Zen 4 machines do not report, so the x64 paths use vpmaddubsw + vpmaddwd.
 /// </summary>
-internal static unsafe class DotKernels
+internal static unsafe partial class DotKernels
 {
-    /// <summary>The fastest path this CPU supports.</summary>
+    /// <summary>
+    /// The fastest path this CPU supports. AVX2 wins over the AVX-512BW variants on the Zen 4 machines measured
+    /// (BENCHMARKS.md: 512-bit maddubs + cross-lane assembly cost more than they save), so it is preferred;
+    /// SCOUT_KERNELS=Avx512|Avx2|Vector128|Scalar overrides the choice.
+    /// </summary>
     public static KernelPath Best { get; } =
-        Avx512BW.IsSupported && Fma.IsSupported ? KernelPath.Avx512
+        Environment.GetEnvironmentVariable("SCOUT_KERNELS") is { } forced && Enum.TryParse<KernelPath>(forced, true, out var p) && IsAvailable(p) ? p
         : Avx2.IsSupported && Fma.IsSupported ? KernelPath.Avx2
         : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? KernelPath.Vector128
         : KernelPath.Scalar;
@@ -62,6 +66,7 @@ internal static unsafe class DotKernels
     // ---------------------------------------------------------------- dispatch
 
     /// <summary>Q4_0 row (blocks × 18 bytes) · activations in 32-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ4_0(KernelPath path, byte* w, sbyte* q, float* d, int* sums, int blocks) => path switch
     {
         KernelPath.Avx512 => Q4_0Avx512(w, q, d, sums, blocks),
@@ -71,6 +76,7 @@ internal static unsafe class DotKernels
     };
 
     /// <summary>Q8_0 row (blocks × 34 bytes) · activations in 32-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ8_0(KernelPath path, byte* w, sbyte* q, float* d, int blocks) => path switch
     {
         KernelPath.Avx512 => Q8_0Avx512(w, q, d, blocks),
@@ -80,6 +86,7 @@ internal static unsafe class DotKernels
     };
 
     /// <summary>Q4_K row (blocks × 144 bytes) · activations in 256-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ4_K(KernelPath path, byte* w, sbyte* q, float* d, short* sums16, int blocks) => path switch
     {
         KernelPath.Avx512 => Q4_KAvx512(w, q, d, sums16, blocks),
@@ -89,6 +96,7 @@ internal static unsafe class DotKernels
     };
 
     /// <summary>Q6_K row (blocks × 210 bytes) · activations in 256-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ6_K(KernelPath path, byte* w, sbyte* q, float* d, short* sums16, int blocks) => path switch
     {
         KernelPath.Avx512 => Q6_KAvx512(w, q, d, sums16, blocks),
@@ -99,6 +107,7 @@ internal static unsafe class DotKernels
 
     // ---------------------------------------------------------------- scalar references (layouts as in docs §5)
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q4_0Scalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -117,6 +126,7 @@ internal static unsafe class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q8_0Scalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -144,6 +154,17 @@ internal static unsafe class DotKernels
         o[3] = ((c >> 4) & low4) | (((b >> 6) & low2) << 4);     // mins 4..7
     }
 
+    /// <summary><see cref="UnpackQ4KScales(byte*, byte*)"/> into a register: bytes 0..7 scales, 8..15 mins.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<byte> UnpackQ4KScales(byte* packed)
+    {
+        const uint low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, low2 = 0x03030303;
+        uint a = *(uint*)packed, b = *(uint*)(packed + 4), c = *(uint*)(packed + 8);
+        return System.Runtime.Intrinsics.Vector128.Create(a & low6, (c & low4) | (((a >> 6) & low2) << 4),
+            b & low6, ((c >> 4) & low4) | (((b >> 6) & low2) << 4)).AsByte();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q4_KScalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -174,6 +195,7 @@ internal static unsafe class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Q6_KScalar(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -216,6 +238,7 @@ internal static unsafe class DotKernels
         return (p0 + p1) + (p2 + p3);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_0Vector128(byte* w, sbyte* q, float* d, int* sums, int blocks)
     {
         var mask = System.Runtime.Intrinsics.Vector128.Create((byte)0x0F);
@@ -234,6 +257,7 @@ internal static unsafe class DotKernels
         return sum - 8 * correction;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8_0Vector128(byte* w, sbyte* q, float* d, int blocks)
     {
         float sum = 0;
@@ -248,6 +272,7 @@ internal static unsafe class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_KVector128(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var mask = System.Runtime.Intrinsics.Vector128.Create((byte)0x0F);
@@ -278,6 +303,7 @@ internal static unsafe class DotKernels
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_KVector128(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var low4 = System.Runtime.Intrinsics.Vector128.Create((byte)0x0F);
@@ -329,112 +355,168 @@ internal static unsafe class DotKernels
     private static Vector256<int> MulAdd8(Vector256<byte> unsignedW, Vector256<sbyte> a)
         => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(unsignedW, a), Vector256.Create((short)1));
 
+    /// <summary>Eight f16 scales at <paramref name="p"/>, p+stride, … → float, with the bit trick of <see cref="HalfToFloat"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> HalfToFloat8(byte* p, int stride)
+    {
+        var h = System.Runtime.Intrinsics.Vector128.Create(*(ushort*)p, *(ushort*)(p + stride), *(ushort*)(p + 2 * stride), *(ushort*)(p + 3 * stride),
+            *(ushort*)(p + 4 * stride), *(ushort*)(p + 5 * stride), *(ushort*)(p + 6 * stride), *(ushort*)(p + 7 * stride));
+        var u = Avx2.ConvertToVector256Int32(h).AsUInt32();
+        var magnitude = Vector256.ShiftLeft(u & Vector256.Create(0x7FFFu), 13).AsSingle() * Vector256.Create(5.192296858534828e33f);
+        return (magnitude.AsUInt32() | Vector256.ShiftLeft(u & Vector256.Create(0x8000u), 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> UnpackQ4_0(byte* qs, Vector256<byte> mask)
+    {
+        var raw = System.Runtime.Intrinsics.Vector128.Load(qs);
+        return Vector256.Create(raw, System.Runtime.Intrinsics.Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte()) & mask;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_0Avx2(byte* w, sbyte* q, float* d, int* sums, int blocks)
     {
         var mask = Vector256.Create((byte)0x0F);
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
-        float correction = 0;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;   // four chains hide the FMA latency
+        var correction = Vector256<float>.Zero;
+        float* s = stackalloc float[8];
         int b = 0;
-        for (; b + 2 <= blocks; b += 2)
+        // Eight blocks at a time: their scales are converted and combined with the activation scales in one vector.
+        for (; b + 8 <= blocks; b += 8)
         {
             byte* blk = w + b * 18;
-            var raw0 = System.Runtime.Intrinsics.Vector128.Load(blk + 2);
-            var raw1 = System.Runtime.Intrinsics.Vector128.Load(blk + 20);
-            var w0 = Vector256.Create(raw0, System.Runtime.Intrinsics.Vector128.ShiftRightLogical(raw0.AsUInt16(), 4).AsByte()) & mask;
-            var w1 = Vector256.Create(raw1, System.Runtime.Intrinsics.Vector128.ShiftRightLogical(raw1.AsUInt16(), 4).AsByte()) & mask;
-            float s0 = Half(blk) * d[b], s1 = Half(blk + 18) * d[b + 1];
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(w0, Vector256.Load(q + b * 32))), Vector256.Create(s0), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(w1, Vector256.Load(q + b * 32 + 32))), Vector256.Create(s1), acc1);
-            correction += s0 * sums[b] + s1 * sums[b + 1];
+            sbyte* a = q + b * 32;
+            var scales = HalfToFloat8(blk, 18) * Vector256.Load(d + b);
+            correction = Fma.MultiplyAdd(scales, Avx.ConvertToVector256Single(Vector256.Load(sums + b)), correction);
+            scales.Store(s);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 2, mask), Vector256.Load(a))), Vector256.Create(s[0]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 20, mask), Vector256.Load(a + 32))), Vector256.Create(s[1]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 38, mask), Vector256.Load(a + 64))), Vector256.Create(s[2]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 56, mask), Vector256.Load(a + 96))), Vector256.Create(s[3]), acc3);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 74, mask), Vector256.Load(a + 128))), Vector256.Create(s[4]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 92, mask), Vector256.Load(a + 160))), Vector256.Create(s[5]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 110, mask), Vector256.Load(a + 192))), Vector256.Create(s[6]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 128, mask), Vector256.Load(a + 224))), Vector256.Create(s[7]), acc3);
         }
+        float tailCorrection = 0;
         for (; b < blocks; b++)
         {
             byte* blk = w + b * 18;
-            var raw = System.Runtime.Intrinsics.Vector128.Load(blk + 2);
-            var wv = Vector256.Create(raw, System.Runtime.Intrinsics.Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte()) & mask;
-            float s = Half(blk) * d[b];
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(wv, Vector256.Load(q + b * 32))), Vector256.Create(s), acc0);
-            correction += s * sums[b];
+            float sc = Half(blk) * d[b];
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 2, mask), Vector256.Load(q + b * 32))), Vector256.Create(sc), acc0);
+            tailCorrection += sc * sums[b];
         }
-        return Vector256.Sum(acc0 + acc1) - 8 * correction;
+        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3)) - 8 * (Vector256.Sum(correction) + tailCorrection);
     }
 
+    /// <summary>|w| · (a with w's sign) keeps vpmaddubsw's unsigned operand in 0..128.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q8_0Block(byte* blk, sbyte* a)
+    {
+        var wv = Vector256.Load((sbyte*)blk);
+        return Avx.ConvertToVector256Single(MulAdd8(Avx2.Sign(wv, wv).AsByte(), Avx2.Sign(Vector256.Load(a), wv)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8_0Avx2(byte* w, sbyte* q, float* d, int blocks)
     {
         var acc0 = Vector256<float>.Zero;
         var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
+        float* s = stackalloc float[8];
         int b = 0;
-        for (; b + 2 <= blocks; b += 2)
+        for (; b + 8 <= blocks; b += 8)
         {
             byte* blk = w + b * 34;
-            var w0 = Vector256.Load((sbyte*)(blk + 2));
-            var w1 = Vector256.Load((sbyte*)(blk + 36));
-            var a0 = Vector256.Load(q + b * 32);
-            var a1 = Vector256.Load(q + b * 32 + 32);
-            // |w| · (a with w's sign) keeps vpmaddubsw's unsigned operand in 0..128.
-            var p0 = MulAdd8(Avx2.Sign(w0, w0).AsByte(), Avx2.Sign(a0, w0));
-            var p1 = MulAdd8(Avx2.Sign(w1, w1).AsByte(), Avx2.Sign(a1, w1));
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(Half(blk) * d[b]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(Half(blk + 34) * d[b + 1]), acc1);
+            sbyte* a = q + b * 32;
+            (HalfToFloat8(blk, 34) * Vector256.Load(d + b)).Store(s);
+            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 2, a), Vector256.Create(s[0]), acc0);
+            acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 36, a + 32), Vector256.Create(s[1]), acc1);
+            acc2 = Fma.MultiplyAdd(Q8_0Block(blk + 70, a + 64), Vector256.Create(s[2]), acc2);
+            acc3 = Fma.MultiplyAdd(Q8_0Block(blk + 104, a + 96), Vector256.Create(s[3]), acc3);
+            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 138, a + 128), Vector256.Create(s[4]), acc0);
+            acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 172, a + 160), Vector256.Create(s[5]), acc1);
+            acc2 = Fma.MultiplyAdd(Q8_0Block(blk + 206, a + 192), Vector256.Create(s[6]), acc2);
+            acc3 = Fma.MultiplyAdd(Q8_0Block(blk + 240, a + 224), Vector256.Create(s[7]), acc3);
         }
         for (; b < blocks; b++)
         {
             byte* blk = w + b * 34;
-            var wv = Vector256.Load((sbyte*)(blk + 2));
-            var av = Vector256.Load(q + b * 32);
-            var p = MulAdd8(Avx2.Sign(wv, wv).AsByte(), Avx2.Sign(av, wv));
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(Half(blk) * d[b]), acc0);
+            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 2, q + b * 32), Vector256.Create(Half(blk) * d[b]), acc0);
         }
-        return Vector256.Sum(acc0 + acc1);
+        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3));
     }
 
+    // vpshufb masks broadcasting 16-bit lane k of each 128-bit half to the whole half.
+    private static readonly Vector256<byte>[] BroadcastWord = Enumerable.Range(0, 8)
+        .Select(k => Vector256.Create(System.Runtime.Intrinsics.Vector128.Create((ushort)(2 * k | (2 * k + 1) << 8)).AsByte(),
+                                      System.Runtime.Intrinsics.Vector128.Create((ushort)(2 * k | (2 * k + 1) << 8)).AsByte()))
+        .ToArray();
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_KAvx2(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var mask = Vector256.Create((byte)0x0F);
-        byte* sm = stackalloc byte[16];
         var acc = Vector256<float>.Zero;
-        float minTotal = 0;
+        var minAcc = Vector256<float>.Zero;
+        Vector256<byte> b0 = BroadcastWord[0], b1 = BroadcastWord[1], b2 = BroadcastWord[2], b3 = BroadcastWord[3],
+                        b4 = BroadcastWord[4], b5 = BroadcastWord[5], b6 = BroadcastWord[6], b7 = BroadcastWord[7];
         for (int b = 0; b < blocks; b++)
         {
             byte* blk = w + b * 144;
             sbyte* a = q + b * 256;
-            UnpackQ4KScales(blk + 4, sm);
-            var isum = Vector256<int>.Zero;
-            for (int g = 0; g < 4; g++)
-            {
-                var raw = Vector256.Load(blk + 16 + 32 * g);
-                var lo = raw & mask;
-                var hi = Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, Vector256.Load(a + 64 * g)), Vector256.Create((short)sm[2 * g]));
-                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(hi, Vector256.Load(a + 64 * g + 32)), Vector256.Create((short)sm[2 * g + 1]));
-                isum += p0 + p1;
-            }
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(Half(blk) * d[b]), acc);
-            short* bs = sums16 + b * 16;
-            int mins = 0;
-            for (int j = 0; j < 8; j++) mins += sm[8 + j] * (bs[2 * j] + bs[2 * j + 1]);
-            minTotal += Half(blk + 2) * d[b] * mins;
+            // unpack the 6-bit scales and mins in registers (a round trip through memory stalls store forwarding)
+            var packed = UnpackQ4KScales(blk + 4);
+            // the 8 sub-block scales as int16 in both halves; vpshufb broadcasts one of them per product
+            var sc128 = Sse41.ConvertToVector128Int16(packed);
+            var sc = Vector256.Create(sc128, sc128).AsByte();
+            var isum = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.Load(blk + 16) & mask, Vector256.Load(a)), Avx2.Shuffle(sc, b0).AsInt16())
+                     + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(Vector256.Load(blk + 16).AsUInt16(), 4).AsByte() & mask, Vector256.Load(a + 32)), Avx2.Shuffle(sc, b1).AsInt16())
+                     + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.Load(blk + 48) & mask, Vector256.Load(a + 64)), Avx2.Shuffle(sc, b2).AsInt16())
+                     + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(Vector256.Load(blk + 48).AsUInt16(), 4).AsByte() & mask, Vector256.Load(a + 96)), Avx2.Shuffle(sc, b3).AsInt16())
+                     + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.Load(blk + 80) & mask, Vector256.Load(a + 128)), Avx2.Shuffle(sc, b4).AsInt16())
+                     + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(Vector256.Load(blk + 80).AsUInt16(), 4).AsByte() & mask, Vector256.Load(a + 160)), Avx2.Shuffle(sc, b5).AsInt16())
+                     + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.Load(blk + 112) & mask, Vector256.Load(a + 192)), Avx2.Shuffle(sc, b6).AsInt16())
+                     + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(Vector256.Load(blk + 112).AsUInt16(), 4).AsByte() & mask, Vector256.Load(a + 224)), Avx2.Shuffle(sc, b7).AsInt16());
+            float da = d[b];
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(Half(blk) * da), acc);
+            // mins: Σ_j m_j · (sum of the 32 activations of sub-block j) = pairwise sums of the 16-sums, times m_j
+            var pairSums = Avx2.MultiplyAddAdjacent(Vector256.Load(sums16 + b * 16), Vector256.Create((short)1));
+            var mins = Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(packed, 8));
+            minAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyLow(pairSums, mins)), Vector256.Create(Half(blk + 2) * da), minAcc);
         }
-        return Vector256.Sum(acc) - minTotal;
+        return Vector256.Sum(acc) - Vector256.Sum(minAcc);
     }
 
+    // vpshufb mask gathering the even bytes then the odd bytes of 16 (Q6_K scales → [s0 s2 … s14 | s1 s3 … s15]).
+    private static readonly Vector128<byte> EvenThenOdd = System.Runtime.Intrinsics.Vector128.Create((byte)0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_KAvx2(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var low4 = Vector256.Create((byte)0x0F);
         var bits45 = Vector256.Create((byte)0x30);
         var acc = Vector256<float>.Zero;
-        float offsetTotal = 0;
+        Vector256<byte> b0 = BroadcastWord[0], b1 = BroadcastWord[1], b2 = BroadcastWord[2], b3 = BroadcastWord[3],
+                        b4 = BroadcastWord[4], b5 = BroadcastWord[5], b6 = BroadcastWord[6], b7 = BroadcastWord[7];
         for (int b = 0; b < blocks; b++)
         {
             byte* blk = w + b * 210;
-            sbyte* sc = (sbyte*)(blk + 192);
-            var isum = Vector256<int>.Zero;
+            sbyte* a = q + b * 256;
+            // scales as int16 laid out [even | odd]: broadcasting word k gives [s_2k ×8 | s_2k+1 ×8], matching a 32-run
+            var raw = System.Runtime.Intrinsics.Vector128.Load(blk + 192);
+            var scales = Avx2.ConvertToVector256Int16(Ssse3.Shuffle(raw, EvenThenOdd).AsSByte());
+            var sc = scales.AsByte();
+            // the −32 offset of every quant: Σ_s scale_s · (sum of its 16 activations), removed in integer units
+            var isum = Vector256<int>.Zero - Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(Vector256.Load(sums16 + b * 16), Avx2.ConvertToVector256Int16(raw.AsSByte())), 5);
             for (int h = 0; h < 2; h++)
             {
                 byte* ql = blk + 64 * h, qh = blk + 128 + 32 * h;
-                sbyte* ah = q + b * 256 + 128 * h;
-                sbyte* sh = sc + 8 * h;
+                sbyte* ah = a + 128 * h;
                 var l0 = Vector256.Load(ql);
                 var l1 = Vector256.Load(ql + 32);
                 var hb = Vector256.Load(qh).AsUInt16();
@@ -442,17 +524,15 @@ internal static unsafe class DotKernels
                 var q1 = (l1 & low4) | (Vector256.ShiftLeft(hb, 2).AsByte() & bits45);
                 var q2 = (Vector256.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (hb.AsByte() & bits45);
                 var q3 = (Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector256.ShiftRightLogical(hb, 2).AsByte() & bits45);
-                // Each 32-run spans two 16-weight sub-blocks: scale lanes [s x8 | s+1 x8] line up with vpmaddubsw's pairs.
-                isum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, Vector256.Load(ah)), ScalePair(sh[0], sh[1]))
-                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Vector256.Load(ah + 32)), ScalePair(sh[2], sh[3]))
-                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q2, Vector256.Load(ah + 64)), ScalePair(sh[4], sh[5]))
-                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q3, Vector256.Load(ah + 96)), ScalePair(sh[6], sh[7]));
+                var (s0, s1, s2, s3) = h == 0 ? (b0, b1, b2, b3) : (b4, b5, b6, b7);
+                isum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q0, Vector256.Load(ah)), Avx2.Shuffle(sc, s0).AsInt16())
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Vector256.Load(ah + 32)), Avx2.Shuffle(sc, s1).AsInt16())
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q2, Vector256.Load(ah + 64)), Avx2.Shuffle(sc, s2).AsInt16())
+                      + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q3, Vector256.Load(ah + 96)), Avx2.Shuffle(sc, s3).AsInt16());
             }
-            float s = Half(blk + 208) * d[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(s), acc);
-            offsetTotal += s * Q6KOffset(sc, sums16 + b * 16);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(Half(blk + 208) * d[b]), acc);
         }
-        return Vector256.Sum(acc) - 32 * offsetTotal;
+        return Vector256.Sum(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -465,6 +545,7 @@ internal static unsafe class DotKernels
     private static Vector512<int> MulAdd16(Vector512<byte> unsignedW, Vector512<sbyte> a)
         => Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(unsignedW, a), Vector512.Create((short)1));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_0Avx512(byte* w, sbyte* q, float* d, int* sums, int blocks)
     {
         var mask = Vector512.Create((byte)0x0F);
@@ -489,6 +570,7 @@ internal static unsafe class DotKernels
         return Vector512.Sum(acc) - 8 * correction + tail;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8_0Avx512(byte* w, sbyte* q, float* d, int blocks)
     {
         var acc = Vector512<float>.Zero;
@@ -510,6 +592,7 @@ internal static unsafe class DotKernels
         return Vector512.Sum(acc) + tail;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_KAvx512(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var mask = Vector512.Create((byte)0x0F);
@@ -540,6 +623,7 @@ internal static unsafe class DotKernels
         return Vector512.Sum(acc) - minTotal;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6_KAvx512(byte* w, sbyte* q, float* d, short* sums16, int blocks)
     {
         var low4 = Vector512.Create((byte)0x0F);

@@ -41,6 +41,7 @@ internal sealed unsafe class Q8Activations
     /// <summary>Blocks256: sum of each 16 quants (16 per block).</summary>
     public short[] Sums16 => _sums16;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Quantize(ReadOnlySpan<float> x, int n, int cols, ActivationFormat format)
     {
         int blockSize = format == ActivationFormat.Blocks32 ? 32 : 256;

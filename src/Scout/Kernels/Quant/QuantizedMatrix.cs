@@ -69,6 +69,7 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
     }
 
     /// <summary>y[t, r] for r in [r0, r1) and every token t.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void MultiplyRows(Q8Activations act, float* y, int n, int r0, int r1, KernelPath path)
     {
         fixed (sbyte* pq = act.Quants)
@@ -76,13 +77,25 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
         fixed (int* ps = act.BlockSums)
         fixed (short* ps16 = act.Sums16)
         {
+            bool four = n >= 4 && DotKernels.HasFourTokenKernel(Type, path);
+            float* out4 = stackalloc float[4];
             for (int t0 = 0; t0 < n; t0 += TokenTile)
             {
                 int t1 = Math.Min(n, t0 + TokenTile);
                 for (int r = r0; r < r1; r++)
                 {
                     byte* row = _data + r * _rowBytes;
-                    for (int t = t0; t < t1; t++)
+                    int t = t0;
+                    if (four)
+                    {
+                        for (; t + 4 <= t1; t += 4)
+                        {
+                            int bOffset = t * _blocksPerRow;
+                            DotKernels.Dot4(Type, row, pq + (long)t * Cols, pd + bOffset, ps + bOffset, ps16 + (long)bOffset * 16, Cols, _blocksPerRow, out4);
+                            for (int i = 0; i < 4; i++) y[(long)(t + i) * Rows + r] = out4[i];
+                        }
+                    }
+                    for (; t < t1; t++)
                         y[(long)t * Rows + r] = DotRow(path, row, pq, pd, ps, ps16, t);
                 }
             }
