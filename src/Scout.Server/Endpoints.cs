@@ -130,12 +130,6 @@ internal abstract class EndpointBase(ScoutEngine engine, RequestLimits limits, S
         e["top_logprobs"] = new JsonArray(t.Top.Select(a => (JsonNode)Entry(a.Id, a.Logprob)).ToArray());
         return e;
     }
-
-    protected void Count(IEnumerable<Choice> choices, int promptTokens)
-    {
-        foreach (var c in choices)
-            if (c.Final?.Stats is { } s) Metrics.Tokens(s.PromptTokens, s.CompletionTokens);
-    }
 }
 
 /// <summary>POST /v1/chat/completions.</summary>
@@ -164,7 +158,6 @@ internal sealed class ChatEndpoint(ScoutEngine engine, RequestLimits limits, Ser
                 if (u.Token is { } t && call.Options.Logprobs) choices[i].Tokens.Add(t);
                 if (u.IsFinal) choices[i].Final = u;
             }
-            Count(choices, request.Prompt.Length);
             var array = new JsonArray();
             for (int i = 0; i < choices.Length; i++)
             {
@@ -239,7 +232,6 @@ internal sealed class ChatEndpoint(ScoutEngine engine, RequestLimits limits, Ser
             }
             await Event(ctx, Chunk(i, new JsonObject(), Finish(u, hasCalls))).ConfigureAwait(false);
         }
-        Count(choices, request.Prompt.Length);
         if (call.IncludeUsage)
         {
             var stats = choices[0].Final!.Stats!;
@@ -319,7 +311,6 @@ internal sealed class CompletionEndpoint(ScoutEngine engine, RequestLimits limit
                 if (u.Token is { } t && o.Logprobs) tokens[i].Add((t, u));
                 if (u.IsFinal) choices[i].Final = u;
             }
-            Count(choices, 0);
             await ScoutServer.Json(ctx, new JsonObject
             {
                 ["id"] = id, ["object"] = "text_completion", ["created"] = Created, ["model"] = call.Model,
@@ -355,7 +346,6 @@ internal sealed class CompletionEndpoint(ScoutEngine engine, RequestLimits limit
                 }),
             }).ConfigureAwait(false);
         }
-        Count(choices, 0);
         if (call.IncludeUsage)
             await Event(ctx, new JsonObject
             {

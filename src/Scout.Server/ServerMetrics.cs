@@ -9,15 +9,10 @@ namespace Scout.Server;
 internal sealed class ServerMetrics
 {
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
-    private long _disconnects, _promptTokens, _completionTokens;
+    private long _disconnects;
 
     public void Http(int status) => _byStatus.AddOrUpdate(status, 1, (_, n) => n + 1);
     public void Disconnect() => Interlocked.Increment(ref _disconnects);
-    public void Tokens(int prompt, int completion)
-    {
-        Interlocked.Add(ref _promptTokens, prompt);
-        Interlocked.Add(ref _completionTokens, completion);
-    }
 
     public string Prometheus(ScoutEngine engine)
     {

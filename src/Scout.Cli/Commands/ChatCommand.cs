@@ -21,7 +21,7 @@ public static class ChatCommand
         var flags = new GenerationFlags();
         var system = new Option<string?>("--system", "-s") { Description = "system prompt" };
         var cmd = new Command("chat", "Chat with a model interactively (history stays in the KV cache)") { system };
-        foreach (var o in flags.Model_Options.Concat(flags.Sampling_Options)) cmd.Options.Add(o);
+        foreach (var o in flags.ModelOptions.Concat(flags.SamplingFlags)) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
             var (model, tokens) = flags.Load(p, ctx);

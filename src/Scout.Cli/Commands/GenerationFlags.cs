@@ -21,8 +21,8 @@ public sealed class GenerationFlags
     public readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 512 };
     public readonly Option<string[]> Stop = new("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
 
-    public IEnumerable<Option> Model_Options => [Model, Tokenizer, Context];
-    public IEnumerable<Option> Sampling_Options => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
+    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context];
+    public IEnumerable<Option> SamplingFlags => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
 
     public SamplingOptions Sampling(ParseResult p) => new()
     {

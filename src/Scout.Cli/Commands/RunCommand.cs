@@ -20,7 +20,7 @@ public static class RunCommand
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "keep going past end-of-turn tokens (benchmarks)" };
         var images = new Option<string[]>("--image") { Description = "image file for the prompt (repeatable; needs a checkpoint with a vision tower)", AllowMultipleArgumentsPerToken = false };
         var cmd = new Command("run", "Generate a completion for a prompt") { prompt, promptFile, system, raw, json, ignoreEos, images };
-        foreach (var o in flags.Model_Options.Concat(flags.Sampling_Options)) cmd.Options.Add(o);
+        foreach (var o in flags.ModelOptions.Concat(flags.SamplingFlags)) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
             string text = ReadPrompt(ctx, p.GetValue(prompt), p.GetValue(promptFile));

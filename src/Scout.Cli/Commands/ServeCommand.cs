@@ -20,7 +20,7 @@ public static class ServeCommand
         var maxBody = new Option<long>("--max-request-bytes") { Description = "largest request body", DefaultValueFactory = _ => 16L << 20 };
         var prefixCache = new Option<int>("--prefix-cache-mib") { Description = "memory for KV caches kept for prefix reuse (0 = off)", DefaultValueFactory = _ => 1024 };
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API") { host, port, parallel, queue, apiKey, name, maxTokens, maxBody, prefixCache };
-        foreach (var o in flags.Model_Options) cmd.Options.Add(o);
+        foreach (var o in flags.ModelOptions) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
             if (p.GetValue(parallel) < 1) throw new CliException("--parallel must be at least 1");
