@@ -63,6 +63,8 @@ internal sealed class Choice
     public readonly List<SampledToken> Tokens = new();
     public GenerationUpdate? Final;
     public bool Started;
+    /// <summary>With tools offered: null until the reply's start shows whether it is a tool call (buffered) or text (streamed).</summary>
+    public bool? StreamsText;
 }
 
 internal abstract class EndpointBase(ScoutEngine engine, RequestLimits limits, ServerMetrics metrics)
@@ -209,13 +211,19 @@ internal sealed class ChatEndpoint(ScoutEngine engine, RequestLimits limits, Ser
             c.Text.Append(u.Text);
             JsonObject? logprobs = call.Options.Logprobs && u.Token is { } t && ChatLogprob(t, u) is { } lp
                 ? new JsonObject { ["content"] = new JsonArray(lp) } : null;
-            if (!parseTools && (u.Text.Length > 0 || logprobs is not null))
-                await Event(ctx, Chunk(i, new JsonObject { ["content"] = u.Text }, null, logprobs)).ConfigureAwait(false);
+            string streamNow = u.Text;
+            if (parseTools && c.StreamsText is null)
+            {
+                c.StreamsText = ScoutEngine.LooksLikeText(c.Text.ToString());
+                streamNow = c.StreamsText == true ? c.Text.ToString() : "";
+            }
+            if ((!parseTools || c.StreamsText == true) && (streamNow.Length > 0 || logprobs is not null))
+                await Event(ctx, Chunk(i, new JsonObject { ["content"] = streamNow }, null, logprobs)).ConfigureAwait(false);
             if (!u.IsFinal) continue;
 
             c.Final = u;
             bool hasCalls = false;
-            if (parseTools)
+            if (parseTools && c.StreamsText != true)
             {
                 var reply = Engine.ChatFormat.ParseAssistant(c.Text.ToString());
                 if (reply.ToolCalls.Count > 0)

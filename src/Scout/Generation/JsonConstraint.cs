@@ -10,11 +10,10 @@ namespace Scout.Generation;
 /// <see cref="JsonSchemaSubset"/>. Before each token is sampled, every token whose bytes cannot continue a valid
 /// document is masked out; once the document is complete only stop tokens remain. Several parse states are kept
 /// at once where the grammar is ambiguous (anyOf, an enum value that is a prefix of another, a number that may go on).
-/// Whitespace between tokens is limited so a model cannot stall in it.
+/// Whitespace between tokens is limited (per gap) so a model cannot stall in it.
 /// </summary>
 public sealed class JsonConstraint : ITokenConstraint
 {
-    private const int MaxWhitespace = 2;
     private const int MaxNumberLength = 24;
     private static readonly ConditionalWeakTable<ITokenizer, TokenTable> TokenTables = new();
 
@@ -63,10 +62,15 @@ public sealed class JsonConstraint : ITokenConstraint
     private readonly byte[][] _tokenBytes;
     private readonly int[] _plainStringChars;
     private List<Stack> _states;
+    private int MaxWhitespace { get; }
 
-    public JsonConstraint(ITokenizer tokenizer, JsonSchemaSubset schema)
+    /// <param name="maxWhitespace">Whitespace characters allowed in one gap between tokens of the JSON text
+    /// (8 fits pretty-printing a few levels deep; 1 keeps tool calls compact).</param>
+    public JsonConstraint(ITokenizer tokenizer, JsonSchemaSubset schema, int maxWhitespace = 8)
     {
         _tokenizer = tokenizer;
+        _states = [];
+        MaxWhitespace = maxWhitespace;
         var table = TokenTables.GetValue(tokenizer, t => new TokenTable(t));
         _tokenBytes = table.Bytes;
         _plainStringChars = table.PlainStringChars;
@@ -129,7 +133,7 @@ public sealed class JsonConstraint : ITokenConstraint
         _states = next;
     }
 
-    private static List<Stack> Feed(List<Stack> states, byte[] bytes)
+    private List<Stack> Feed(List<Stack> states, byte[] bytes)
     {
         foreach (byte b in bytes)
         {
@@ -139,7 +143,7 @@ public sealed class JsonConstraint : ITokenConstraint
         return states;
     }
 
-    private static List<Stack> Advance(List<Stack> states, byte b)
+    private List<Stack> Advance(List<Stack> states, byte b)
     {
         var next = new List<Stack>(states.Count);
         foreach (var s in states) next.AddRange(Step(s, b));
@@ -171,7 +175,7 @@ public sealed class JsonConstraint : ITokenConstraint
         _ => false,
     };
 
-    private static IEnumerable<Stack> Step(Stack s, byte b) => s.Top switch
+    private IEnumerable<Stack> Step(Stack s, byte b) => s.Top switch
     {
         ValueFrame v => StepValue(v, s.Below!, b),
         ObjectFrame o => StepObject(o, s.Below!, b),
@@ -182,14 +186,14 @@ public sealed class JsonConstraint : ITokenConstraint
         _ => [],
     };
 
-    private static IEnumerable<Stack> StepValue(ValueFrame v, Stack below, byte b)
+    private IEnumerable<Stack> StepValue(ValueFrame v, Stack below, byte b)
     {
         if (IsWs(b)) return v.Ws < MaxWhitespace ? [new Stack(v with { Ws = v.Ws + 1 }, below)] : [];
         return StartValue(v.Schema, below, b);
     }
 
     /// <summary>The stacks after the first byte of a value of <paramref name="schema"/> pushed above <paramref name="below"/>.</summary>
-    private static IEnumerable<Stack> StartValue(JsonSchemaSubset schema, Stack below, byte b)
+    private IEnumerable<Stack> StartValue(JsonSchemaSubset schema, Stack below, byte b)
     {
         if (schema.AnyOf is { } alternatives)
         {
@@ -226,7 +230,7 @@ public sealed class JsonConstraint : ITokenConstraint
         }
     }
 
-    private static IEnumerable<Stack> StepObject(ObjectFrame o, Stack below, byte b)
+    private IEnumerable<Stack> StepObject(ObjectFrame o, Stack below, byte b)
     {
         var schema = o.Schema;
         bool ordered = !schema.AdditionalProperties && schema.Properties.Count > 0;
@@ -269,7 +273,7 @@ public sealed class JsonConstraint : ITokenConstraint
 
     private static bool RequiredDone(ObjectFrame o) => o.Schema.Required.All(o.Used.Contains);
 
-    private static IEnumerable<Stack> StepArray(ArrayFrame a, Stack below, byte b)
+    private IEnumerable<Stack> StepArray(ArrayFrame a, Stack below, byte b)
     {
         if (IsWs(b)) return a.Ws < MaxWhitespace ? [new Stack(a with { Ws = a.Ws + 1 }, below)] : [];
         var items = a.Schema.Items ?? JsonSchemaSubset.Any;
@@ -288,7 +292,7 @@ public sealed class JsonConstraint : ITokenConstraint
         }
     }
 
-    private static IEnumerable<Stack> StepString(StringFrame s, Stack below, byte b)
+    private IEnumerable<Stack> StepString(StringFrame s, Stack below, byte b)
     {
         if (s.Utf8Left > 0)
             return (b & 0xC0) == 0x80 ? [new Stack(s with { Utf8Left = s.Utf8Left - 1, Text = Tracks(s) ? s.Text + (char)b : s.Text }, below)] : [];
@@ -344,7 +348,7 @@ public sealed class JsonConstraint : ITokenConstraint
     // 6 after e/E, 7 after exponent sign, 8 in exponent digits. Complete in 2, 3, 5, 8.
     private static bool NumberComplete(int state) => state is 2 or 3 or 5 or 8;
 
-    private static IEnumerable<Stack> StepNumber(NumberFrame n, Stack below, byte b)
+    private IEnumerable<Stack> StepNumber(NumberFrame n, Stack below, byte b)
     {
         int next = (n.State, (char)b) switch
         {
@@ -364,7 +368,7 @@ public sealed class JsonConstraint : ITokenConstraint
         return NumberComplete(n.State) ? Step(below, b) : [];
     }
 
-    private static IEnumerable<Stack> StepLiteral(LiteralFrame l, Stack below, byte b)
+    private IEnumerable<Stack> StepLiteral(LiteralFrame l, Stack below, byte b)
     {
         var continuing = l.Candidates.Where(c => c.Length > l.Pos && c[l.Pos] == b).ToArray();
         var results = new List<Stack>();

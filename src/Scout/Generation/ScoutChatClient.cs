@@ -40,19 +40,27 @@ public sealed class ScoutChatClient(ScoutEngine engine) : IChatClient
         var request = engine.ChatRequest(dialog, requestOptions, images);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         string model = engine.ModelId;
-        bool bufferForTools = requestOptions.Tools.Count > 0;
+        bool toolsOffered = requestOptions.Tools.Count > 0 && requestOptions.ToolMode != ToolMode.None;
+        // With tools offered, the reply is held back only while it may be a tool call.
+        bool? streamsText = toolsOffered ? null : true;
         var text = new StringBuilder();
 
         await foreach (var u in engine.Scheduler.Submit(request, cancellationToken).ConfigureAwait(false))
         {
             text.Append(u.Text);
-            if (!bufferForTools && u.Text.Length > 0)
-                yield return new ChatResponseUpdate(ChatRole.Assistant, u.Text) { ResponseId = id, MessageId = id, ModelId = model };
+            string now = u.Text;
+            if (streamsText is null)
+            {
+                streamsText = ScoutEngine.LooksLikeText(text.ToString());
+                now = streamsText == true ? text.ToString() : "";
+            }
+            if (streamsText == true && now.Length > 0)
+                yield return new ChatResponseUpdate(ChatRole.Assistant, now) { ResponseId = id, MessageId = id, ModelId = model };
             if (!u.IsFinal) continue;
 
             var contents = new List<AIContent>();
             var finish = u.Finish == FinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
-            if (bufferForTools)
+            if (streamsText != true)
             {
                 var reply = engine.ChatFormat.ParseAssistant(text.ToString());
                 if (reply.Content.Length > 0) contents.Add(new TextContent(reply.Content));

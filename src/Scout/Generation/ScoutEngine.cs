@@ -96,7 +96,7 @@ public sealed class ScoutEngine : IDisposable
         if (options.ToolMode == ToolMode.Required)
         {
             var schema = ToolCallSchema(tools, options.ToolName);
-            constraint = () => new JsonConstraint(Tokenizer, schema);
+            constraint = () => new JsonConstraint(Tokenizer, schema, maxWhitespace: 1);
         }
         else if (options.ResponseSchema is { } rs)
         {
@@ -134,8 +134,23 @@ public sealed class ScoutEngine : IDisposable
         [
             ("type", JsonSchemaSubset.Const("function")),
             ("name", JsonSchemaSubset.Const(t.Name)),
-            ("parameters", string.IsNullOrWhiteSpace(t.ParametersJsonSchema) ? JsonSchemaSubset.AnyObject : JsonSchemaSubset.Parse(t.ParametersJsonSchema)),
+            ("parameters", string.IsNullOrWhiteSpace(t.ParametersJsonSchema) ? JsonSchemaSubset.AnyObject : JsonSchemaSubset.Parse(t.ParametersJsonSchema, closedObjects: true)),
         ])));
+    }
+
+    private static readonly string[] ToolCallStarts = ["[", "{", "<function", "<|python_start|>"];
+
+    /// <summary>
+    /// With tools offered: whether a reply that has begun with <paramref name="text"/> is plain text (stream it) rather
+    /// than a tool call in one of Llama 4's forms (buffer it and parse it at the end); null while too little is known.
+    /// </summary>
+    public static bool? LooksLikeText(string text)
+    {
+        string t = text.TrimStart();
+        if (t.Length == 0) return null;
+        if (ToolCallStarts.Any(m => t.StartsWith(m, StringComparison.Ordinal))) return false;
+        if (ToolCallStarts.Any(m => m.StartsWith(t, StringComparison.Ordinal))) return null;
+        return true;
     }
 
     public void Dispose()

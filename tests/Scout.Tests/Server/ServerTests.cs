@@ -138,6 +138,16 @@ public class ServerTests(ServerFixture f, ITestOutputHelper output) : IClassFixt
         Assert.Equal(whole.Content.Count > 0 ? whole.Content[0].Text : "", streamed.ToString());
     }
 
+    [Theory]
+    [InlineData("Hello", true)]
+    [InlineData("  \n", null)]
+    [InlineData(" [get_weather(", false)]
+    [InlineData("{\"name\"", false)]
+    [InlineData("<fun", null)]
+    [InlineData("<function=f>", false)]
+    [InlineData("<b>", true)]
+    public void ToolCallDetectionAtTheStartOfAReply(string start, bool? text) => Assert.Equal(text, ScoutEngine.LooksLikeText(start));
+
     [Fact]
     public async Task JsonSchemaOutputParsesAndValidates()
     {
@@ -226,6 +236,22 @@ public class ServerTests(ServerFixture f, ITestOutputHelper output) : IClassFixt
         });
         var parsed = JsonDocument.Parse(json.Text).RootElement;
         Assert.True(parsed.GetProperty("ok").ValueKind is JsonValueKind.True or JsonValueKind.False);
+
+        // Tools from ChatOptions: a required call comes back as FunctionCallContent, in process and over HTTP.
+        var toolOptions = new ChatOptions
+        {
+            MaxOutputTokens = 150, Temperature = 0, ToolMode = ChatToolMode.RequireAny,
+            Tools = [AIFunctionFactory.Create((bool metric, int days) => "sunny", "get_weather", "Weather here")],
+        };
+        foreach (var client in new[] { local, remote })
+        {
+            var called = await client.GetResponseAsync([new AiChatMessage(ChatRole.User, "Weather?")], toolOptions);
+            output.WriteLine($"{client.GetType().Name}: {called.FinishReason} {string.Join(" | ", called.Messages.SelectMany(m => m.Contents).Select(c => c.GetType().Name + ":" + c))} text={called.Text}");
+            var call = Assert.Single(called.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>());
+            Assert.Equal("get_weather", call.Name);
+            Assert.True(call.Arguments!.ContainsKey("metric") && call.Arguments.ContainsKey("days"));
+            Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.ToolCalls, called.FinishReason);
+        }
     }
 
     [Fact]
