@@ -141,7 +141,7 @@ public static class MemoryPlanner
         long cap = Math.Max(c.MaxPositionEmbeddings, 1);
         foreach (var dev in devices)
             foreach (var s in fitSchemes)
-                fit.Add(Fit(dev, s, c, o, kvRequested.Bytes, buffers.PeakBytes + (images?.ScratchBytes ?? 0), cap));
+                fit.Add(Fit(dev, s, c, o, kvRequested.Bytes, buffers.PeakBytes, images?.ScratchBytes ?? 0, cap));
 
         Notes(notes, c, source, o, kvRequested);
         if (images is not null)
@@ -290,13 +290,15 @@ public static class MemoryPlanner
 
     private static string Ordinal(int n) => n switch { 2 => "2nd", 3 => "3rd", _ => $"{n}th" };
 
-    private static FitRow Fit(Device dev, SchemeWeights s, Llama4Config c, PlanOptions o, long kvBytes, long bufferBytes, long cap)
+    /// <param name="imageBytes">image buffers (<see cref="ImagePlan.ScratchBytes"/>), held beside the text buffers</param>
+    private static FitRow Fit(Device dev, SchemeWeights s, Llama4Config c, PlanOptions o, long kvBytes, long textBufferBytes, long imageBytes, long cap)
     {
+        long bufferBytes = textBufferBytes + imageBytes;
         long weights = s.TextBytes + (o.WithVision ? s.VisionBytes : 0);
         long usable = dev.UsableBytes;
         long need = weights + kvBytes + bufferBytes;
         // Largest context: score rows grow with the context, so size the buffers at the cap to stay on the safe side.
-        long buffersAtCap = EngineBuffers.ForForward(c, (int)Math.Min(o.Batch, cap), cap, 1, o.Threads).PeakBytes;
+        long buffersAtCap = EngineBuffers.ForForward(c, (int)Math.Min(o.Batch, cap), cap, 1, o.Threads).PeakBytes + imageBytes;
         long maxCtx = KvCachePlan.MaxContext(c, usable - weights - buffersAtCap, o.KvType, o.Parallel, cap);
         // Experts in system RAM: the GPU keeps attention, shared experts, embeddings, KV and buffers.
         long gpu = weights - s.RoutedExpertBytes + kvBytes + bufferBytes;

@@ -87,6 +87,8 @@ public class ImagePlanTests
         Assert.Equal(fitVision.NeedBytes + im.ScratchBytes, fitImages.NeedBytes);
         Assert.Equal(fitPlain.NeedBytes + visionWeights + (vision.Kv.Requested.Bytes - plain.Kv.Requested.Bytes)
             + (vision.EngineBuffers.PeakBytes - plain.EngineBuffers.PeakBytes) + im.ScratchBytes, fitImages.NeedBytes);
+        // The largest context that fits leaves room for the image buffers too.
+        Assert.True(fitImages.MaxContext < fitVision.MaxContext, $"{fitImages.MaxContext} vs {fitVision.MaxContext}");
     }
 
     [Fact]
