@@ -15,6 +15,8 @@ namespace Scout.Generation;
 public sealed class JsonConstraint : ITokenConstraint
 {
     private const int MaxNumberLength = 24;
+    /// <summary>Integers stop at 18 characters so every one fits a signed 64-bit value (clients bind "integer" to long).</summary>
+    private const int MaxIntegerLength = 18;
     private static readonly ConditionalWeakTable<ITokenizer, TokenTable> TokenTables = new();
 
     /// <summary>
@@ -363,7 +365,7 @@ public sealed class JsonConstraint : ITokenConstraint
             (6 or 7 or 8, >= '0' and <= '9') => 8,
             _ => -1,
         };
-        if (next >= 0 && n.Length < MaxNumberLength) return [new Stack(n with { State = next, Length = n.Length + 1 }, below)];
+        if (next >= 0 && n.Length < (n.Integer ? MaxIntegerLength : MaxNumberLength)) return [new Stack(n with { State = next, Length = n.Length + 1 }, below)];
         // The number ends here: the byte belongs to whatever follows it.
         return NumberComplete(n.State) ? Step(below, b) : [];
     }

@@ -46,8 +46,11 @@ public static class TokenizerSource
     public static Func<string, string?, TokenizerBundle>? Override { get; set; }
 
     public static TokenizerBundle Resolve(string modelPath, string? tokenizerPath = null)
+        => Override is { } o ? o(modelPath, tokenizerPath) : ResolveFromFiles(modelPath, tokenizerPath);
+
+    /// <summary>Resolution from the files alone, ignoring <see cref="Override"/> (an override falls back to it for models it does not stand in for).</summary>
+    public static TokenizerBundle ResolveFromFiles(string modelPath, string? tokenizerPath = null)
     {
-        if (Override is { } o) return o(modelPath, tokenizerPath);
         string file = tokenizerPath is not null
             ? File.Exists(tokenizerPath) || Directory.Exists(tokenizerPath) ? tokenizerPath : throw new ModelLoadException($"tokenizer not found: {tokenizerPath}")
             : Find(modelPath) ?? throw new ModelLoadException(

@@ -40,9 +40,10 @@ public static class ImagePromptLayout
     }
 
     /// <summary>The tiling Meta chooses for an image of this pixel size (no decoding needed).</summary>
-    public static ImageTiling TilingFor(int width, int height, int maxTiles = ImagePreprocessor.DefaultMaxTiles, int patchesPerTile = 144)
+    public static ImageTiling TilingFor(int width, int height, int maxTiles = ImagePreprocessor.DefaultMaxTiles, int patchesPerTile = 144,
+        int tileSize = ImagePreprocessor.DefaultTileSize)
     {
-        var (cols, rows) = ImagePreprocessor.ChooseGrid(width, height, maxTiles);
+        var (cols, rows) = ImagePreprocessor.ChooseGrid(width, height, maxTiles, tileSize);
         return new ImageTiling(cols, rows, patchesPerTile);
     }
 }

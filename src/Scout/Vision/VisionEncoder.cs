@@ -53,14 +53,30 @@ public sealed unsafe class VisionEncoder
             .Sum(kv => kv.Value.ByteLength);
 
     /// <summary>Peak scratch memory of encoding one tile (float32 activations), for memory planning.</summary>
-    public long ScratchBytesPerTile
+    public long ScratchBytesPerTile => ScratchBytesPerTileFor(Config);
+
+    /// <summary>
+    /// Float32 scratch <see cref="EncodeTile"/> allocates for one tile. <see cref="Run"/> encodes tiles one after another,
+    /// so one tile's worth is live at a time whatever the image's size.
+    /// </summary>
+    public static long ScratchBytesPerTileFor(VisionConfig c)
     {
-        get
-        {
-            long n = Config.PatchesPerTile + 1, d = Config.HiddenSize;
-            // x, normed, q, k, v, attn, packed keys and values, MLP hidden, unfolded patches
-            return 4 * (n * d * 8 + n * Config.IntermediateSize + Config.PatchesPerTile * (long)Config.PatchValues);
-        }
+        long n = c.PatchesPerTile + 1, d = c.HiddenSize;
+        // x, normed, q, k, v, attn, packed keys and values, MLP hidden, unfolded patches
+        return 4 * (n * d * 8 + n * c.IntermediateSize + c.PatchesPerTile * (long)c.PatchValues);
+    }
+
+    /// <summary>
+    /// Float32 buffers that live for a whole image of <paramref name="tiles"/> tiles (thumbnail included): its pixels
+    /// and what <see cref="Run"/> allocates — encoder output, pixel-shuffled rows, adapter hidden and output, and the
+    /// projected rows of width <paramref name="textHidden"/> that replace the prompt's patch tokens.
+    /// </summary>
+    public static long ImageBufferBytes(VisionConfig c, int tiles, int textHidden)
+    {
+        long rows = (long)tiles * c.TokensPerTile;
+        long shuffledWidth = (long)c.HiddenSize * c.ShuffleFactor * c.ShuffleFactor;
+        return 4 * ((long)tiles * 3 * c.ImageSize * c.ImageSize + (long)tiles * c.PatchesPerTile * c.HiddenSize
+                    + rows * (shuffledWidth + c.ProjectorInputDim + c.ProjectorOutputDim + textHidden));
     }
 
     /// <summary>True when the checkpoint carries Llama 4 vision weights (<c>vision_model.*</c>).</summary>

@@ -77,11 +77,19 @@ public sealed class VisionFixtureChatFormat : IChatFormat
     public AssistantReply ParseAssistant(string text) => new(text, []);
 }
 
-/// <summary>Points the CLI's tokenizer lookup at the stand-ins: the vision fixture's vocabulary for its folder, byte-level otherwise.</summary>
+/// <summary>
+/// Points the CLI's tokenizer lookup at the stand-ins for the shared fixtures (which ship no tokenizer): the vision
+/// fixture's vocabulary for its folder, byte-level for the rest. Any other model (e.g. a GGUF synthesized with the real
+/// vocabulary) resolves from its own files, so tests that install this do not disturb those that use real tokenizers.
+/// </summary>
 public static class TestTokenizers
 {
-    public static void Install() => TokenizerSource.Override = (model, _) =>
-        model.Replace('\\', '/').Contains("/llama4-vision", StringComparison.Ordinal)
-            ? VisionFixtureTokenizer.Bundle
-            : new TokenizerBundle(StandInTokenizer.Instance, StandInChatFormat.Instance);
+    public static void Install() => TokenizerSource.Override = (model, tokenizer) =>
+        !IsUnder(model, Fixtures.Root) ? TokenizerSource.ResolveFromFiles(model, tokenizer)
+        : IsUnder(model, Fixtures.Vision()) ? VisionFixtureTokenizer.Bundle
+        : new TokenizerBundle(StandInTokenizer.Instance, StandInChatFormat.Instance);
+
+    private static bool IsUnder(string path, string folder) =>
+        Path.GetFullPath(path).StartsWith(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)) + Path.DirectorySeparatorChar, StringComparison.Ordinal)
+        || Path.GetFullPath(path) == Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
 }
