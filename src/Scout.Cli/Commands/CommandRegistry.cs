@@ -9,9 +9,14 @@ public static class CommandRegistry
     {
         yield return InspectCommand.Create(ctx);
         yield return LogitsCommand.Create(ctx);
+        yield return RunCommand.Create(ctx);
+        yield return ChatCommand.Create(ctx);
+        yield return ServeCommand.Create(ctx);
         yield return TokenizeCommand.Create(ctx);
         yield return DetokenizeCommand.Create(ctx);
         yield return PlanCommand.Create(ctx);
         yield return BenchCommand.Create(ctx);
+        yield return QuantizeCommand.Create(ctx);
+        yield return SynthCommand.Create(ctx);
     }
 }

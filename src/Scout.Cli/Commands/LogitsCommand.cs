@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Scout.Model;
+using Scout.Tensors;
 using Scout.Vision;
 
 namespace Scout.Cli.Commands;
@@ -15,8 +16,9 @@ public static class LogitsCommand
         var tokens = new Option<string>("--tokens") { Description = "JSON file {\"input_ids\": [...]}", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "output file (raw little-endian float32)", Required = true };
         var decode = new Option<bool>("--decode") { Description = "one token at a time through the KV cache instead of one batched forward" };
+        var quantize = new Option<string?>("--quantize") { Description = "quantize float weights at load time (Q4_0, Q8_0, Q4_K, Q6_K, ...)" };
         var images = new Option<string[]>("--image") { Description = "image files filling the prompt's <|patch|> runs, in order", AllowMultipleArgumentsPerToken = false };
-        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images };
+        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize };
         ctx.SetAction(cmd, p =>
         {
             var ids = ReadTokens(p.GetValue(tokens)!);
@@ -25,13 +27,15 @@ public static class LogitsCommand
             int vocab;
             if (imagePaths.Length > 0 || ids.Contains(ImageTokenIds.Llama4.Patch) || PromptHasPatchTokens(p.GetValue(model)!, p.GetValue(config), ids))
             {
+                // Images first: a bad file fails before the (slow) model load.
+                var prepared = PrepareImages(imagePaths);
                 using var vlm = VisionLanguageModel.Load(p.GetValue(model)!, p.GetValue(config));
-                logits = ComputeWithImages(vlm, ids, imagePaths, p.GetValue(decode));
+                logits = ComputeWithImages(vlm, ids, prepared, p.GetValue(decode));
                 vocab = vlm.Text.Config.VocabSize;
             }
             else
             {
-                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config));
+                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config), options: ParseLoadOptions(p.GetValue(quantize)));
                 logits = Compute(m, ids, p.GetValue(decode));
                 vocab = m.Config.VocabSize;
             }
@@ -41,6 +45,15 @@ public static class LogitsCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>--quantize TYPE → load options (null when not given).</summary>
+    public static LoadOptions? ParseLoadOptions(string? quantize)
+    {
+        if (quantize is null) return null;
+        if (!Enum.TryParse<TensorType>(quantize, ignoreCase: true, out var t) || t.IsFloat() || !Scout.Kernels.Quant.Quantizer.CanEncode(t))
+            throw new CliException($"--quantize: unknown or unsupported block type '{quantize}' (expected Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K)");
+        return new LoadOptions { Quantize = t };
     }
 
     public static float[] Compute(Llama4Model m, int[] ids, bool decode)
@@ -71,16 +84,22 @@ public static class LogitsCommand
 
     /// <summary>Logits for a prompt whose &lt;|patch|&gt; runs are filled with the images' embeddings, in order.</summary>
     public static float[] ComputeWithImages(VisionLanguageModel vlm, int[] ids, string[] imagePaths, bool decode)
+        => ComputeWithImages(vlm, ids, PrepareImages(imagePaths), decode);
+
+    /// <summary>Decodes and tiles image files (or data URLs) in order.</summary>
+    public static List<PreprocessedImage> PrepareImages(IEnumerable<string> paths)
+        => paths.Select(path => ImagePreprocessor.Preprocess(ImageInput.Load(path))).ToList();
+
+    public static float[] ComputeWithImages(VisionLanguageModel vlm, int[] ids, IReadOnlyList<PreprocessedImage> prepared, bool decode)
     {
         int patches = MultimodalPrompt.CountPatchTokens(ids, vlm.ImageTokens.Patch);
-        if (patches > 0 && imagePaths.Length == 0)
+        if (patches > 0 && prepared.Count == 0)
             throw new CliException($"the prompt has {patches} <|patch|> tokens (id {vlm.ImageTokens.Patch}); pass the images with --image, in prompt order");
-        if (patches == 0 && imagePaths.Length > 0)
-            throw new CliException($"{imagePaths.Length} image(s) given, but the prompt has no <|patch|> tokens (id {vlm.ImageTokens.Patch}) to fill");
+        if (patches == 0 && prepared.Count > 0)
+            throw new CliException($"{prepared.Count} image(s) given, but the prompt has no <|patch|> tokens (id {vlm.ImageTokens.Patch}) to fill");
         int runs = CountImageStarts(ids, vlm.ImageTokens.ImageStart);
-        if (runs != 0 && runs != imagePaths.Length)
-            throw new CliException($"the prompt has {runs} image(s) (<|image_start|> tokens) but {imagePaths.Length} --image file(s) were given");
-        var prepared = imagePaths.Select(path => ImagePreprocessor.PreprocessFile(path)).ToList();
+        if (runs != 0 && runs != prepared.Count)
+            throw new CliException($"the prompt has {runs} image(s) (<|image_start|> tokens) but {prepared.Count} --image file(s) were given");
         var h = vlm.EmbedPrompt(ids, prepared);
         int vocab = vlm.Text.Config.VocabSize, d = vlm.Text.Config.HiddenSize;
         var logits = new float[ids.Length * vocab];

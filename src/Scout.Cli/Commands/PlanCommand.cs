@@ -21,12 +21,14 @@ public static class PlanCommand
         var device = new Option<string?>("--device", "-d") { Description = "only devices whose name contains this (e.g. \"H100\", \"Mac\", \"4090\")" };
         var memory = new Option<string?>("--memory") { Description = "plan for a device with this much memory, e.g. 80GiB or 192GB" };
         var withVision = new Option<bool>("--with-vision") { Description = "count the vision encoder in the fit table (needed for images)" };
+        var images = new Option<int>("--images") { Description = "images per prompt: adds their tokens to the context and the vision weights and buffers to the plan", DefaultValueFactory = _ => 0 };
+        var imageSize = new Option<string?>("--image-size") { Description = "pixel size of each image, WxH (default: the worst case, 16 tiles + thumbnail)" };
         var threads = new Option<int>("--threads") { Description = "worker threads (sizes the attention score rows); default: all cores", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "print every number as JSON" };
         var tensors = new Option<bool>("--tensors") { Description = "list every tensor: shape, parameters, type and bytes per scheme" };
         var cmd = new Command("plan", "Memory plan for Llama 4: parameters, weights per quantization, KV cache, buffers, and what fits on which device")
         {
-            model, config, context, parallel, batch, kvType, scheme, device, memory, withVision, threads, json, tensors,
+            model, config, context, parallel, batch, kvType, scheme, device, memory, withVision, images, imageSize, threads, json, tensors,
         };
         ctx.SetAction(cmd, p =>
         {
@@ -51,6 +53,8 @@ public static class PlanCommand
                 WithVision = p.GetValue(withVision),
                 Threads = threadCount,
                 IncludeTensors = p.GetValue(tensors),
+                Images = p.GetValue(images),
+                ImageSize = p.GetValue(imageSize) is { } sizeText ? SizeParsing.ParseImageSize(sizeText) : null,
             };
             var report = MemoryPlanner.Plan(options);
             if (p.GetValue(json))
@@ -154,6 +158,23 @@ public static class PlanCommand
         con.WriteLine($"Requested: {kv.Type} at {N(kv.Context)} tokens = {G(kv.Bytes)} GiB ({N(kv.Bytes)} bytes) chunk-aware, {G(kv.NaiveBytes)} GiB naive.");
         con.WriteLine($"Scout engine (float32 KvCache, ring of {N(m.ChunkSize)} slots in chunked layers): {G(r.Kv.EngineBytes)} GiB ({N(r.Kv.EngineBytes)} bytes).");
         con.WriteLine();
+
+        if (r.Images is { } im)
+        {
+            var it = new Table().Title($"Images: {im.Images} of {im.Width}x{im.Height} ({im.TilesX}x{im.TilesY} tiles{(im.EncodedTiles > 1 ? " + thumbnail" : "")}, {N(im.TokensPerImage)} tokens each)")
+                .AddColumn("item").AddColumn(new TableColumn("value").RightAligned()).AddColumn(new TableColumn("MiB").RightAligned());
+            string M(long bytes) => (bytes / 1048576.0).ToString("N1", CultureInfo.InvariantCulture);
+            it.AddRow("text context (tokens)", N(im.TextContext), "");
+            it.AddRow("image tokens", N(im.ImageTokens), "");
+            it.AddRow("[bold]context with images[/]", $"[bold]{N(im.Context)}[/]", "");
+            it.AddRow("vision encoder scratch (one tile at a time)", N(im.EncoderScratchBytes), M(im.EncoderScratchBytes));
+            it.AddRow("one image's stage buffers (pixels, encoder, adapter, projected rows)", N(im.ImageBufferBytes), M(im.ImageBufferBytes));
+            it.AddRow("finished images held until the prompt is merged", N(im.HeldImageBytes), M(im.HeldImageBytes));
+            it.AddRow("merged prompt rows (context x hidden)", N(im.PromptRowBytes), M(im.PromptRowBytes));
+            it.AddRow("[bold]image buffers in the fit table[/]", $"[bold]{N(im.ScratchBytes)}[/]", $"[bold]{M(im.ScratchBytes)}[/]");
+            con.Write(it);
+            con.WriteLine();
+        }
 
         // Engine buffers
         var eb = r.EngineBuffers;

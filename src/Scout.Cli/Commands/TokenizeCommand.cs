@@ -45,7 +45,9 @@ public static class TokenizeCommand
                 return 0;
             }
             string content = p.GetValue(text) ?? ReadFile(p.GetValue(file)!);
-            var ids = tok.Encode(content, addBos, false, allowSpecial);
+            // Large inputs are encoded on all cores; EncodeParallel gives exactly the serial ids.
+            var ids = content.Length < (1 << 20) ? tok.Encode(content, addBos, false, allowSpecial)
+                : (addBos ? [tok.BosId!.Value, .. tok.EncodeParallel(content, allowSpecial)] : tok.EncodeParallel(content, allowSpecial));
             ctx.Out.WriteLine(p.GetValue(json)
                 ? JsonSerializer.Serialize(new { ids, count = ids.Length }, JsonOut)
                 : string.Join(' ', ids));

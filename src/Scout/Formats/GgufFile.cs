@@ -132,6 +132,8 @@ public sealed unsafe class GgufFile : IDisposable
         for (ulong i = 0; i < tensorCount; i++)
         {
             string tname = c.Str($"tensor name #{i}");
+            if (Encoding.UTF8.GetByteCount(tname) >= 64)
+                throw new ModelLoadException($"{name}: tensor name '{tname[..Math.Min(tname.Length, 80)]}' is {Encoding.UTF8.GetByteCount(tname)} bytes; GGUF allows at most 63");
             if (!seen.Add(tname))
                 throw new ModelLoadException($"{name}: duplicate tensor name '{tname}'");
             uint nDims = c.U32($"dimension count of '{tname}'");

@@ -20,6 +20,7 @@ public sealed class GgufWriter : IDisposable
     private readonly string _path;
     private FileStream? _stream;
     private int _nextTensor;
+    private long _partial;
     private bool _finished;
 
     public uint Alignment { get; private set; } = 32;
@@ -173,16 +174,38 @@ public sealed class GgufWriter : IDisposable
     /// <summary>Writes the data of the next declared tensor (which must be <paramref name="name"/>), then its padding.</summary>
     public void WriteTensor(string name, ReadOnlySpan<byte> data)
     {
+        if (_partial != 0) throw new InvalidOperationException($"tensor '{_tensors[_nextTensor].Name}' is partly written");
+        var info = NextInfo(name);
+        if (data.Length != info.ByteLength) throw new ArgumentException($"tensor '{name}' needs {info.ByteLength} bytes ({info.Type}), got {data.Length}");
+        WriteTensorPart(name, data);
+    }
+
+    /// <summary>
+    /// Appends part of the next declared tensor's data (for tensors streamed in chunks). When its last byte is
+    /// written the padding follows and the next tensor becomes current.
+    /// </summary>
+    public void WriteTensorPart(string name, ReadOnlySpan<byte> part)
+    {
+        var info = NextInfo(name);
+        if (_partial + part.Length > info.ByteLength)
+            throw new ArgumentException($"tensor '{name}' needs {info.ByteLength} bytes ({info.Type}); {_partial + part.Length} were given");
+        _stream!.Write(part);
+        _partial += part.Length;
+        if (_partial < info.ByteLength) return;
+        long end = info.Offset + info.ByteLength;
+        long padded = GgufFile.AlignUp(end, Alignment);
+        if (padded > end) _stream.Write(new byte[padded - end]);
+        _partial = 0;
+        _nextTensor++;
+    }
+
+    private GgufTensorInfo NextInfo(string name)
+    {
         WriteHeader();
         if (_nextTensor >= _tensors.Count) throw new InvalidOperationException($"tensor '{name}' was not declared (all {_tensors.Count} tensors are written)");
         var info = _tensors[_nextTensor];
         if (info.Name != name) throw new InvalidOperationException($"tensor data out of order: expected '{info.Name}', got '{name}'");
-        if (data.Length != info.ByteLength) throw new ArgumentException($"tensor '{name}' needs {info.ByteLength} bytes ({info.Type}), got {data.Length}");
-        _stream!.Write(data);
-        long end = info.Offset + info.ByteLength;
-        long padded = GgufFile.AlignUp(end, Alignment);
-        if (padded > end) _stream.Write(new byte[padded - end]);
-        _nextTensor++;
+        return info;
     }
 
     /// <summary>Checks every declared tensor was written and closes the file.</summary>

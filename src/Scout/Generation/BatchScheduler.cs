@@ -130,34 +130,7 @@ public sealed class BatchScheduler : IDisposable
 
             try
             {
-                // Prefill: one piece of one waiting prompt per iteration, so decoding sequences keep moving.
-                var prefilling = _active.FirstOrDefault(j => j.Run!.Prefilling);
-                if (prefilling is not null)
-                {
-                    var run = prefilling.Run!;
-                    bool last = run.NeedsLogits(Options.PrefillChunk);
-                    if (logits.Length < vocab) logits = new float[vocab];
-                    _model.Forward(run.TakePending(Options.PrefillChunk), run.Cache, logits, last ? LogitsMode.Last : LogitsMode.None);
-                    if (last) Deliver(prefilling, run.Step(logits.AsSpan(0, vocab)));
-                }
-
-                var decoding = _active.Where(j => !j.Run!.Prefilling && !j.Run.Finished).ToList();
-                if (decoding.Count > 0)
-                {
-                    var tokens = new int[decoding.Count];
-                    var caches = new KvCache[decoding.Count];
-                    for (int i = 0; i < decoding.Count; i++)
-                    {
-                        tokens[i] = decoding[i].Run!.TakePending(1)[0];
-                        caches[i] = decoding[i].Run!.Cache;
-                    }
-                    if (logits.Length < decoding.Count * vocab) logits = new float[decoding.Count * vocab];
-                    _model.ForwardBatch(tokens, caches, logits);
-                    Metrics.Step();
-                    for (int i = 0; i < decoding.Count; i++)
-                        Deliver(decoding[i], decoding[i].Run!.Step(logits.AsSpan(i * vocab, vocab)));
-                    CountRate(decoding.Count);
-                }
+                Step(ref logits);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -169,6 +142,75 @@ public sealed class BatchScheduler : IDisposable
         foreach (var job in _active.ToList()) Fail(job, new OperationCanceledException("the scheduler stopped"));
     }
 
+    /// <summary>
+    /// One forward pass for everyone: the next token of every generating sequence, plus pieces of prompts still
+    /// being prefilled (up to <see cref="SchedulerOptions.PrefillChunk"/> prompt tokens in all), in one batch.
+    /// </summary>
+    private void Step(ref float[] logits)
+    {
+        int d = _model.Config.HiddenSize, vocab = _model.Config.VocabSize;
+        var jobs = new List<Job>();
+        var takes = new List<int>();
+        int rows = 0, prefillBudget = Options.PrefillChunk;
+        foreach (var job in _active)
+        {
+            var run = job.Run!;
+            if (run.Finished) continue;
+            int take = run.Prefilling ? Math.Min(run.Pending.Length, prefillBudget) : 1;
+            if (take == 0) continue;
+            if (run.Prefilling) prefillBudget -= take;
+            jobs.Add(job);
+            takes.Add(take);
+            rows += take;
+        }
+        if (jobs.Count == 0) return;
+
+        var h = new float[rows * d];
+        var segments = new List<BatchSegment>(jobs.Count);
+        int row = 0;
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            try
+            {
+                segments.Add(jobs[i].Run!.TakeInputs(_model, takes[i], h.AsSpan(row * d, takes[i] * d)));
+                row += takes[i];
+            }
+            catch (ArgumentException e)
+            {
+                // A bad input fails its own sequence only.
+                Fail(jobs[i], e);
+                jobs.RemoveAt(i);
+                takes.RemoveAt(i);
+                i--;
+            }
+        }
+        if (jobs.Count == 0) return;
+        int wanted = segments.Count(s => s.WantLogits);
+        if (logits.Length < wanted * vocab) logits = new float[wanted * vocab];
+        if (row < rows) h = h[..(row * d)];
+        _model.ForwardSegments(h, segments, logits, LogitsMode.Last);
+        Metrics.Step();
+
+        int r = 0, generated = 0;
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            if (!segments[i].WantLogits) continue;
+            GenerationUpdate update;
+            try
+            {
+                update = jobs[i].Run!.Step(logits.AsSpan(r++ * vocab, vocab));
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+            {
+                Fail(jobs[i], e); // e.g. an output grammar with no way forward: this sequence only
+                continue;
+            }
+            Deliver(jobs[i], update);
+            generated++;
+        }
+        CountRate(generated);
+    }
+
     private void Admit()
     {
         lock (_lock)
@@ -178,10 +220,11 @@ public sealed class BatchScheduler : IDisposable
                 var job = _queue.Dequeue();
                 if (job.Cancellation.IsCancellationRequested) { job.Output.Writer.TryComplete(new OperationCanceledException(job.Cancellation)); continue; }
                 var cache = _model.CreateCache(Options.MaxContext);
-                var cached = PrefixCache.Restore(job.Request.Prompt, cache);
+                var cached = job.Request.PromptEmbeddings is null ? PrefixCache.Restore(job.Request.Prompt, cache) : new List<int>();
                 job.Run = new SequenceRun(job.Request, _tokenizer, cache, cached);
                 Metrics.Prompt(job.Request.Prompt.Length, cached.Count);
                 _active.Add(job);
+                Metrics.Active = _active.Count;
             }
             Metrics.Queued = _queue.Count;
         }
@@ -212,8 +255,12 @@ public sealed class BatchScheduler : IDisposable
     /// <summary>The slot frees at once; the cache goes to the prefix cache for later prompts that share its start.</summary>
     private void Retire(Job job)
     {
-        lock (_lock) _active.Remove(job);
-        if (job.Run is { } run && run.Cache.Length == run.CachedTokens.Count)
+        lock (_lock)
+        {
+            _active.Remove(job);
+            Metrics.Active = _active.Count;
+        }
+        if (job.Run is { } run && run.Cache.Length == run.CachedTokens.Count && job.Request.PromptEmbeddings is null)
             PrefixCache.Add(run.CachedTokens, run.Cache);
     }
 

@@ -27,6 +27,12 @@ public sealed record GenerationRequest
     public Func<ITokenConstraint>? Constraint { get; init; }
     /// <summary>Keep generating past the tokenizer's stop ids (for benchmarks).</summary>
     public bool IgnoreStopIds { get; init; }
+    /// <summary>
+    /// Input rows [Prompt.Length × hidden] to run instead of the prompt tokens' embeddings (image features merged in
+    /// at the &lt;|patch|&gt; positions). Such prompts are never reused from or stored in a cache: different images
+    /// share the same placeholder ids.
+    /// </summary>
+    public float[]? PromptEmbeddings { get; init; }
 
     public void Validate(int vocabSize, int maxContext)
     {
@@ -38,6 +44,8 @@ public sealed record GenerationRequest
         if (MaxTokens < 1) throw new ArgumentException($"max tokens must be at least 1, got {MaxTokens}");
         if (TopLogprobs < 0 || TopLogprobs > 20) throw new ArgumentException($"top_logprobs must be between 0 and 20, got {TopLogprobs}");
         if (StopStrings.Any(string.IsNullOrEmpty)) throw new ArgumentException("stop strings must not be empty");
+        if (PromptEmbeddings is not null && PromptEmbeddings.Length % Prompt.Length != 0)
+            throw new ArgumentException($"prompt embeddings hold {PromptEmbeddings.Length} floats, not a whole row per prompt token ({Prompt.Length})");
         Sampling.Validate();
     }
 }

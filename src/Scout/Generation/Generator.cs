@@ -35,10 +35,7 @@ public sealed class Generator(Llama4Model model, ITokenizer tokenizer, int maxCo
             while (!run.Finished)
             {
                 cancellation.ThrowIfCancellationRequested();
-                int take = run.Pending.Length > 1 ? PrefillChunk : 1;
-                bool last = run.NeedsLogits(take);
-                var tokens = run.TakePending(take);
-                model.Forward(tokens, run.Cache, logits, last ? LogitsMode.Last : LogitsMode.None);
+                bool last = run.Forward(model, run.Pending.Length > 1 ? PrefillChunk : 1, logits);
                 if (!last) continue;
                 cancellation.ThrowIfCancellationRequested();
                 yield return run.Step(logits);
@@ -84,7 +81,8 @@ public sealed class Conversation(Llama4Model model, int maxContext)
     {
         if (_busy) throw new InvalidOperationException("this conversation is already generating");
         // Cached tokens not shared with the new prompt are cut off, as far as the chunked layers allow.
-        int common = PrefixCache.CommonPrefix(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens), request.Prompt);
+        int common = request.PromptEmbeddings is not null ? 0
+            : PrefixCache.CommonPrefix(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens), request.Prompt);
         int keep = Cache.UsablePrefix(Math.Min(common, request.Prompt.Length - 1));
         Cache.TruncateTo(keep);
         _tokens.RemoveRange(keep, _tokens.Count - keep);
@@ -95,6 +93,8 @@ public sealed class Conversation(Llama4Model model, int maxContext)
     internal void End(SequenceRun run)
     {
         _busy = false;
+        // Image rows sit behind placeholder ids: a later prompt must not match them, so the cache is not kept.
+        if (run.Request.PromptEmbeddings is not null) { Reset(); return; }
         // A forward interrupted mid-way leaves the cache shorter than the token list: keep them in step.
         if (_tokens.Count > Cache.Length) _tokens.RemoveRange(Cache.Length, _tokens.Count - Cache.Length);
     }

@@ -10,23 +10,72 @@ namespace Scout.Generation;
 /// <see cref="JsonSchemaSubset"/>. Before each token is sampled, every token whose bytes cannot continue a valid
 /// document is masked out; once the document is complete only stop tokens remain. Several parse states are kept
 /// at once where the grammar is ambiguous (anyOf, an enum value that is a prefix of another, a number that may go on).
-/// Whitespace between tokens is limited so a model cannot stall in it.
+/// Whitespace between tokens is limited (per gap) so a model cannot stall in it.
 /// </summary>
 public sealed class JsonConstraint : ITokenConstraint
 {
-    private const int MaxWhitespace = 2;
     private const int MaxNumberLength = 24;
-    private static readonly ConditionalWeakTable<ITokenizer, byte[][]> TokenBytesCache = new();
+    /// <summary>Integers stop at 18 characters so every one fits a signed 64-bit value (clients bind "integer" to long).</summary>
+    private const int MaxIntegerLength = 18;
+    private static readonly ConditionalWeakTable<ITokenizer, TokenTable> TokenTables = new();
+
+    /// <summary>
+    /// Each token's bytes, and for the common case of a token inside a JSON string: how many characters it adds
+    /// if it is plain string content (no quote, backslash or control byte; UTF-8 well formed from a character
+    /// boundary), else -1.
+    /// </summary>
+    private sealed class TokenTable
+    {
+        public readonly byte[][] Bytes;
+        public readonly int[] PlainStringChars;
+
+        public TokenTable(ITokenizer t)
+        {
+            Bytes = new byte[t.VocabSize][];
+            PlainStringChars = new int[t.VocabSize];
+            for (int id = 0; id < Bytes.Length; id++)
+            {
+                Bytes[id] = t.IsSpecial(id) ? [] : t.DecodeBytes([id]);
+                PlainStringChars[id] = PlainChars(Bytes[id]);
+            }
+        }
+
+        private static int PlainChars(byte[] bytes)
+        {
+            if (bytes.Length == 0) return -1;
+            int chars = 0, pending = 0;
+            foreach (byte b in bytes)
+            {
+                if (pending > 0)
+                {
+                    if ((b & 0xC0) != 0x80) return -1;
+                    pending--;
+                    continue;
+                }
+                if (b < 0x20 || b == '"' || b == '\\' || b >= 0xF8 || (b & 0xC0) == 0x80) return -1;
+                pending = b < 0x80 ? 0 : b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : 1;
+                chars++;
+            }
+            return chars;
+        }
+    }
 
     private readonly ITokenizer _tokenizer;
     private readonly byte[][] _tokenBytes;
+    private readonly int[] _plainStringChars;
     private List<Stack> _states;
+    private int MaxWhitespace { get; }
 
-    public JsonConstraint(ITokenizer tokenizer, JsonSchemaSubset schema)
+    /// <param name="maxWhitespace">Whitespace characters allowed in one gap between tokens of the JSON text
+    /// (8 fits pretty-printing a few levels deep; 1 keeps tool calls compact).</param>
+    public JsonConstraint(ITokenizer tokenizer, JsonSchemaSubset schema, int maxWhitespace = 8)
     {
         _tokenizer = tokenizer;
-        _tokenBytes = TokenBytesCache.GetValue(tokenizer, t => Enumerable.Range(0, t.VocabSize)
-            .Select(id => t.IsSpecial(id) ? [] : t.DecodeBytes([id])).ToArray());
+        _states = [];
+        MaxWhitespace = maxWhitespace;
+        var table = TokenTables.GetValue(tokenizer, t => new TokenTable(t));
+        _tokenBytes = table.Bytes;
+        _plainStringChars = table.PlainStringChars;
         _states = [new Stack(new ValueFrame(schema, 0), new Stack(EndFrame.Instance, null))];
     }
 
@@ -46,17 +95,33 @@ public sealed class JsonConstraint : ITokenConstraint
 
     public void Mask(Span<float> logits)
     {
-        Span<bool> firstByteOk = stackalloc bool[256];
-        for (int b = 0; b < 256; b++) firstByteOk[b] = Advance(_states, (byte)b).Count > 0;
         bool complete = IsComplete;
         int n = Math.Min(logits.Length, _tokenBytes.Length);
+        // Inside free string content (the bulk of most outputs) a plain token is decided without simulating it.
+        var inString = _states.Count == 1 && _states[0].Top is StringFrame { Candidates: null, Escape: 0, Utf8Left: 0 } sf ? sf : null;
+
+        // Cheap filters next: which first bytes, and (outside strings) which pairs of first bytes, can continue.
+        Span<bool> firstByteOk = stackalloc bool[256];
+        var pairOk = new bool[256 * 256];
+        for (int b = 0; b < 256; b++)
+        {
+            var after = Advance(_states, (byte)b);
+            if (after.Count == 0) continue;
+            firstByteOk[b] = true;
+            for (int b2 = 0; b2 < 256; b2++) pairOk[b * 256 + b2] = inString is not null || Advance(after, (byte)b2).Count > 0;
+        }
         for (int id = 0; id < n; id++)
         {
             if (float.IsNegativeInfinity(logits[id])) continue;
+            if (inString is not null && _plainStringChars[id] >= 0)
+            {
+                if (inString.Chars + _plainStringChars[id] > inString.MaxLength) logits[id] = float.NegativeInfinity;
+                continue;
+            }
             var bytes = _tokenBytes[id];
             bool ok = bytes.Length == 0
                 ? complete && _tokenizer.StopIds.Contains(id)
-                : firstByteOk[bytes[0]] && Feed(_states, bytes).Count > 0;
+                : firstByteOk[bytes[0]] && (bytes.Length == 1 || (pairOk[bytes[0] * 256 + bytes[1]] && Feed(_states, bytes).Count > 0));
             if (!ok) logits[id] = float.NegativeInfinity;
         }
         for (int id = n; id < logits.Length; id++) logits[id] = float.NegativeInfinity;
@@ -70,7 +135,7 @@ public sealed class JsonConstraint : ITokenConstraint
         _states = next;
     }
 
-    private static List<Stack> Feed(List<Stack> states, byte[] bytes)
+    private List<Stack> Feed(List<Stack> states, byte[] bytes)
     {
         foreach (byte b in bytes)
         {
@@ -80,7 +145,7 @@ public sealed class JsonConstraint : ITokenConstraint
         return states;
     }
 
-    private static List<Stack> Advance(List<Stack> states, byte b)
+    private List<Stack> Advance(List<Stack> states, byte b)
     {
         var next = new List<Stack>(states.Count);
         foreach (var s in states) next.AddRange(Step(s, b));
@@ -112,7 +177,7 @@ public sealed class JsonConstraint : ITokenConstraint
         _ => false,
     };
 
-    private static IEnumerable<Stack> Step(Stack s, byte b) => s.Top switch
+    private IEnumerable<Stack> Step(Stack s, byte b) => s.Top switch
     {
         ValueFrame v => StepValue(v, s.Below!, b),
         ObjectFrame o => StepObject(o, s.Below!, b),
@@ -123,14 +188,14 @@ public sealed class JsonConstraint : ITokenConstraint
         _ => [],
     };
 
-    private static IEnumerable<Stack> StepValue(ValueFrame v, Stack below, byte b)
+    private IEnumerable<Stack> StepValue(ValueFrame v, Stack below, byte b)
     {
         if (IsWs(b)) return v.Ws < MaxWhitespace ? [new Stack(v with { Ws = v.Ws + 1 }, below)] : [];
         return StartValue(v.Schema, below, b);
     }
 
     /// <summary>The stacks after the first byte of a value of <paramref name="schema"/> pushed above <paramref name="below"/>.</summary>
-    private static IEnumerable<Stack> StartValue(JsonSchemaSubset schema, Stack below, byte b)
+    private IEnumerable<Stack> StartValue(JsonSchemaSubset schema, Stack below, byte b)
     {
         if (schema.AnyOf is { } alternatives)
         {
@@ -167,7 +232,7 @@ public sealed class JsonConstraint : ITokenConstraint
         }
     }
 
-    private static IEnumerable<Stack> StepObject(ObjectFrame o, Stack below, byte b)
+    private IEnumerable<Stack> StepObject(ObjectFrame o, Stack below, byte b)
     {
         var schema = o.Schema;
         bool ordered = !schema.AdditionalProperties && schema.Properties.Count > 0;
@@ -210,7 +275,7 @@ public sealed class JsonConstraint : ITokenConstraint
 
     private static bool RequiredDone(ObjectFrame o) => o.Schema.Required.All(o.Used.Contains);
 
-    private static IEnumerable<Stack> StepArray(ArrayFrame a, Stack below, byte b)
+    private IEnumerable<Stack> StepArray(ArrayFrame a, Stack below, byte b)
     {
         if (IsWs(b)) return a.Ws < MaxWhitespace ? [new Stack(a with { Ws = a.Ws + 1 }, below)] : [];
         var items = a.Schema.Items ?? JsonSchemaSubset.Any;
@@ -229,7 +294,7 @@ public sealed class JsonConstraint : ITokenConstraint
         }
     }
 
-    private static IEnumerable<Stack> StepString(StringFrame s, Stack below, byte b)
+    private IEnumerable<Stack> StepString(StringFrame s, Stack below, byte b)
     {
         if (s.Utf8Left > 0)
             return (b & 0xC0) == 0x80 ? [new Stack(s with { Utf8Left = s.Utf8Left - 1, Text = Tracks(s) ? s.Text + (char)b : s.Text }, below)] : [];
@@ -285,7 +350,7 @@ public sealed class JsonConstraint : ITokenConstraint
     // 6 after e/E, 7 after exponent sign, 8 in exponent digits. Complete in 2, 3, 5, 8.
     private static bool NumberComplete(int state) => state is 2 or 3 or 5 or 8;
 
-    private static IEnumerable<Stack> StepNumber(NumberFrame n, Stack below, byte b)
+    private IEnumerable<Stack> StepNumber(NumberFrame n, Stack below, byte b)
     {
         int next = (n.State, (char)b) switch
         {
@@ -300,12 +365,12 @@ public sealed class JsonConstraint : ITokenConstraint
             (6 or 7 or 8, >= '0' and <= '9') => 8,
             _ => -1,
         };
-        if (next >= 0 && n.Length < MaxNumberLength) return [new Stack(n with { State = next, Length = n.Length + 1 }, below)];
+        if (next >= 0 && n.Length < (n.Integer ? MaxIntegerLength : MaxNumberLength)) return [new Stack(n with { State = next, Length = n.Length + 1 }, below)];
         // The number ends here: the byte belongs to whatever follows it.
         return NumberComplete(n.State) ? Step(below, b) : [];
     }
 
-    private static IEnumerable<Stack> StepLiteral(LiteralFrame l, Stack below, byte b)
+    private IEnumerable<Stack> StepLiteral(LiteralFrame l, Stack below, byte b)
     {
         var continuing = l.Candidates.Where(c => c.Length > l.Pos && c[l.Pos] == b).ToArray();
         var results = new List<Stack>();

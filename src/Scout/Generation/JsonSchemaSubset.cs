@@ -37,12 +37,14 @@ public sealed class JsonSchemaSubset
     /// <summary>Any JSON object (OpenAI's json_object mode).</summary>
     public static JsonSchemaSubset AnyObject { get; } = new() { Kinds = JsonKinds.Object };
 
-    public static JsonSchemaSubset Parse(string schemaJson)
+    /// <param name="closedObjects">Objects that declare properties but say nothing of additionalProperties refuse
+    /// others (right for tool arguments: a call should only carry declared parameters).</param>
+    public static JsonSchemaSubset Parse(string schemaJson, bool closedObjects = false)
     {
         try
         {
             using var doc = JsonDocument.Parse(schemaJson);
-            return Parse(doc.RootElement);
+            return Parse(doc.RootElement, doc.RootElement, 0, closedObjects);
         }
         catch (JsonException e)
         {
@@ -50,9 +52,9 @@ public sealed class JsonSchemaSubset
         }
     }
 
-    public static JsonSchemaSubset Parse(JsonElement schema) => Parse(schema, schema, 0);
+    public static JsonSchemaSubset Parse(JsonElement schema, bool closedObjects = false) => Parse(schema, schema, 0, closedObjects);
 
-    private static JsonSchemaSubset Parse(JsonElement e, JsonElement root, int depth)
+    private static JsonSchemaSubset Parse(JsonElement e, JsonElement root, int depth, bool closed)
     {
         if (depth > 32) throw new ArgumentException("the JSON schema nests too deeply (or its $ref loops)");
         if (e.ValueKind == JsonValueKind.True) return Any;
@@ -67,7 +69,7 @@ public sealed class JsonSchemaSubset
             var defs = root.GetProperty(prefix[2..^1]);
             if (!defs.TryGetProperty(path[prefix.Length..], out var target))
                 throw new ArgumentException($"$ref \"{path}\" points to nothing");
-            return Parse(target, root, depth + 1);
+            return Parse(target, root, depth + 1, closed);
         }
         if (e.TryGetProperty("type", out var type))
         {
@@ -77,20 +79,24 @@ public sealed class JsonSchemaSubset
             if (s.Kinds.HasFlag(JsonKinds.Number)) s.Kinds |= JsonKinds.Integer;
         }
         if (e.TryGetProperty("properties", out var props) && props.ValueKind == JsonValueKind.Object)
-            foreach (var p in props.EnumerateObject()) s.Properties.Add((p.Name, Parse(p.Value, root, depth + 1)));
+            foreach (var p in props.EnumerateObject()) s.Properties.Add((p.Name, Parse(p.Value, root, depth + 1, closed)));
         if (e.TryGetProperty("required", out var req) && req.ValueKind == JsonValueKind.Array)
             foreach (var n in req.EnumerateArray()) s.Required.Add(n.GetString() ?? "");
         if (e.TryGetProperty("additionalProperties", out var ap))
         {
             if (ap.ValueKind == JsonValueKind.False) s.AdditionalProperties = false;
-            else if (ap.ValueKind == JsonValueKind.Object) s.AdditionalSchema = Parse(ap, root, depth + 1);
+            else if (ap.ValueKind == JsonValueKind.Object) s.AdditionalSchema = Parse(ap, root, depth + 1, closed);
+        }
+        else if (closed && s.Properties.Count > 0)
+        {
+            s.AdditionalProperties = false;
         }
         if (!s.AdditionalProperties)
             foreach (var name in s.Required)
                 if (!s.Properties.Any(p => p.Name == name))
                     throw new ArgumentException($"the schema requires property \"{name}\" but does not declare it and refuses additional properties");
         if (e.TryGetProperty("items", out var items) && items.ValueKind is JsonValueKind.Object or JsonValueKind.True)
-            s.Items = Parse(items, root, depth + 1);
+            s.Items = Parse(items, root, depth + 1, closed);
         s.MinItems = Int(e, "minItems", 0);
         s.MaxItems = Int(e, "maxItems", int.MaxValue);
         s.MinLength = Int(e, "minLength", 0);
@@ -100,7 +106,7 @@ public sealed class JsonSchemaSubset
         if (e.TryGetProperty("const", out var c)) s.Enum = [JsonSerializer.SerializeToUtf8Bytes(c)];
         foreach (var key in new[] { "anyOf", "oneOf" })
             if (e.TryGetProperty(key, out var alts) && alts.ValueKind == JsonValueKind.Array)
-                s.AnyOf = alts.EnumerateArray().Select(a => Parse(a, root, depth + 1)).ToList();
+                s.AnyOf = alts.EnumerateArray().Select(a => Parse(a, root, depth + 1, closed)).ToList();
         if (s.Enum is { Count: 0 } || s.AnyOf is { Count: 0 } || s.Kinds == JsonKinds.None)
             throw new ArgumentException("the JSON schema allows no value at all");
         return s;

@@ -54,6 +54,51 @@ internal sealed class SequenceRun
         return now;
     }
 
+    public GenerationRequest Request => _request;
+
+    /// <summary>
+    /// Runs up to <paramref name="max"/> pending tokens through the model; true when the last row of logits was
+    /// written (the prompt is complete, so the next step samples).
+    /// </summary>
+    public bool Forward(Llama4Model model, int max, Span<float> logits)
+    {
+        int n = Math.Min(max, Pending.Length);
+        var h = new float[n * model.Config.HiddenSize];
+        var segment = TakeInputs(model, max, h);
+        model.ForwardSegments(h, [segment], logits, segment.WantLogits ? LogitsMode.Last : LogitsMode.None);
+        return segment.WantLogits;
+    }
+
+    /// <summary>
+    /// Takes up to <paramref name="max"/> pending tokens and writes their input rows into <paramref name="h"/>
+    /// (token embeddings, or the request's image-merged rows for prompt positions); returns this sequence's share of
+    /// a batched forward.
+    /// </summary>
+    public BatchSegment TakeInputs(Llama4Model model, int max, Span<float> h)
+    {
+        int d = model.Config.HiddenSize;
+        int first = CachedTokens.Count;
+        bool last = NeedsLogits(max);
+        var tokens = TakePending(max);
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            int pos = first + t;
+            if (_request.PromptEmbeddings is { } rows && pos < _request.Prompt.Length)
+            {
+                if (rows.Length != _request.Prompt.Length * d)
+                    throw new ArgumentException($"prompt embeddings have {rows.Length / _request.Prompt.Length} features per token; the model needs {d}");
+                rows.AsSpan(pos * d, d).CopyTo(h.Slice(t * d, d));
+            }
+            else
+            {
+                if ((uint)tokens[t] >= (uint)model.Config.VocabSize)
+                    throw new ArgumentException($"token id {tokens[t]} is outside the vocabulary (0..{model.Config.VocabSize - 1})");
+                model.Weights.Embed(tokens[t], h.Slice(t * d, d));
+            }
+        }
+        return new BatchSegment(Cache, tokens.Length, last);
+    }
+
     /// <summary>Whether the next forward of the pending tokens completes the prompt (so its last row must be sampled).</summary>
     public bool NeedsLogits(int taking) => taking >= Pending.Length;
 

@@ -7,8 +7,11 @@ namespace Scout.Model;
 /// <summary>Which rows of logits a forward pass computes.</summary>
 public enum LogitsMode { None, Last, All }
 
-/// <summary>One sequence's share of a batched forward pass: its cache and how many new rows it contributes.</summary>
-public readonly record struct BatchSegment(KvCache Cache, int Count);
+/// <summary>
+/// One sequence's share of a batched forward pass: its cache, how many new rows it contributes, and whether it
+/// needs the logits of its last row (a prompt piece that does not finish the prompt does not).
+/// </summary>
+public readonly record struct BatchSegment(KvCache Cache, int Count, bool WantLogits = true);
 
 /// <summary>
 /// The Llama 4 text model — the forward pass of Meta's <c>models/llama4/model.py</c> and <c>moe.py</c>, in one file.
@@ -37,12 +40,12 @@ public sealed class Llama4Model : IDisposable
     }
 
     /// <summary>Loads a model from a folder, .safetensors or .gguf (see <see cref="Checkpoint.Open"/>).</summary>
-    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null)
+    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null, LoadOptions? options = null)
     {
         var ckpt = Checkpoint.Open(path, configPath, progress);
         try
         {
-            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt), ckpt);
+            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt, options), ckpt);
         }
         catch
         {
@@ -101,7 +104,7 @@ public sealed class Llama4Model : IDisposable
     /// <summary>
     /// The decoder over rows that belong to one or more sequences: segment s owns the next segments[s].Count rows of
     /// <paramref name="h"/> and continues its cache at cache.Length. With <see cref="LogitsMode.Last"/> each segment
-    /// gets one logits row (its last token); with All, every row does.
+    /// that wants logits gets one row (its last token), in segment order; with All, every row does.
     /// </summary>
     public void ForwardSegments(float[] h, IReadOnlyList<BatchSegment> segments, Span<float> logits, LogitsMode mode = LogitsMode.All)
     {
@@ -109,7 +112,10 @@ public sealed class Llama4Model : IDisposable
         int d = c.HiddenSize;
         var rows = SegmentRows.Plan(segments);
         int n = rows.Count;
-        int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => segments.Count, _ => 0 };
+        var lastRows = new List<int>();
+        for (int s = 0; s < segments.Count; s++)
+            if (segments[s].WantLogits) lastRows.Add(rows.Offset[s] + segments[s].Count - 1);
+        int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => lastRows.Count, _ => 0 };
         if (logits.Length < logitRows * c.VocabSize)
             throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {logitRows * c.VocabSize}");
 
@@ -133,7 +139,7 @@ public sealed class Llama4Model : IDisposable
         var finalNormed = normed.AsSpan(0, logitRows * d);
         for (int r = 0; r < logitRows; r++)
         {
-            int row = mode == LogitsMode.All ? r : rows.Offset[r] + segments[r].Count - 1;
+            int row = mode == LogitsMode.All ? r : lastRows[r];
             Ops.RmsNorm(h.AsSpan(row * d, d), Weights.FinalNorm, (float)c.RmsNormEps, finalNormed.Slice(r * d, d));
         }
         Weights.Output.Multiply(finalNormed, logitRows, logits[..(logitRows * c.VocabSize)]);
@@ -399,5 +405,9 @@ public sealed class Llama4Model : IDisposable
         }
     }
 
-    public void Dispose() => _checkpoint?.Dispose();
+    public void Dispose()
+    {
+        _checkpoint?.Dispose();
+        Weights.Owned?.Dispose();
+    }
 }

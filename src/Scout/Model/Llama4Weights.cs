@@ -1,5 +1,6 @@
 using Scout.Formats;
 using Scout.Kernels;
+using Scout.Kernels.Quant;
 using Scout.Tensors;
 
 namespace Scout.Model;
@@ -23,6 +24,12 @@ public sealed class LayerWeights
     public FeedForward? SharedExpert { get; init; }
 }
 
+/// <summary>How a model is loaded. <see cref="Quantize"/>: encode float weight matrices to this block type in memory.</summary>
+public sealed record LoadOptions
+{
+    public TensorType? Quantize { get; init; }
+}
+
 /// <summary>All weights of a Llama 4 text model, as zero-copy views over the checkpoint's mapped files.</summary>
 public sealed unsafe class Llama4Weights
 {
@@ -32,9 +39,26 @@ public sealed unsafe class Llama4Weights
     public required LayerWeights[] Layers { get; init; }
     /// <summary>Per-frequency RoPE divisors from a GGUF's rope_freqs tensor, when present.</summary>
     public float[]? RopeFreqDivisors { get; init; }
+    /// <summary>Memory owned by these weights (load-time quantized copies), freed with the model.</summary>
+    public IDisposable? Owned { get; init; }
 
-    public static Llama4Weights Load(Checkpoint ckpt)
-        => ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt) : LoadHuggingFace(ckpt);
+    public static Llama4Weights Load(Checkpoint ckpt, LoadOptions? options = null)
+    {
+        LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t) : null;
+        try
+        {
+            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, q) : LoadHuggingFace(ckpt, q);
+            return q is null ? w : new Llama4Weights
+            {
+                Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
+            };
+        }
+        catch
+        {
+            q?.Dispose();
+            throw;
+        }
+    }
 
     private static void ExpectShape(WeightTensor t, params long[] shape)
     {
@@ -42,10 +66,10 @@ public sealed unsafe class Llama4Weights
             throw new ModelLoadException($"tensor '{t.Name}' in {t.Source} has shape {t.ShapeText}, but the config implies [{string.Join(", ", shape)}]");
     }
 
-    private static IWeightMatrix Matrix(WeightTensor t, long rows, long cols)
+    private static IWeightMatrix Matrix(WeightTensor t, long rows, long cols, LoadTimeQuantizer? q = null)
     {
         ExpectShape(t, rows, cols);
-        return WeightMatrix.RowMajor(t.Type, t.Data, (int)rows, (int)cols);
+        return q?.RowMajor(t.Type, t.Data, (int)rows, (int)cols) ?? WeightMatrix.RowMajor(t.Type, t.Data, (int)rows, (int)cols);
     }
 
     private static float[] Vector(WeightTensor t, long n)
@@ -55,18 +79,18 @@ public sealed unsafe class Llama4Weights
     }
 
     private static LayerWeights LayerCommon(Llama4Config c, Func<string, WeightTensor> get, string norm1, string q, string k, string v, string o, string norm2,
-        FeedForward? dense, IWeightMatrix? router, FeedForward[]? experts, FeedForward? shared) => new()
+        FeedForward? dense, IWeightMatrix? router, FeedForward[]? experts, FeedForward? shared, LoadTimeQuantizer? lq) => new()
     {
         AttentionNorm = Vector(get(norm1), c.HiddenSize),
         FfnNorm = Vector(get(norm2), c.HiddenSize),
-        Q = Matrix(get(q), c.QDim, c.HiddenSize),
-        K = Matrix(get(k), c.KvDim, c.HiddenSize),
-        V = Matrix(get(v), c.KvDim, c.HiddenSize),
-        O = Matrix(get(o), c.HiddenSize, c.QDim),
+        Q = Matrix(get(q), c.QDim, c.HiddenSize, lq),
+        K = Matrix(get(k), c.KvDim, c.HiddenSize, lq),
+        V = Matrix(get(v), c.KvDim, c.HiddenSize, lq),
+        O = Matrix(get(o), c.HiddenSize, c.QDim, lq),
         Dense = dense, Router = router, Experts = experts, SharedExpert = shared,
     };
 
-    private static Llama4Weights LoadHuggingFace(Checkpoint ckpt)
+    private static Llama4Weights LoadHuggingFace(Checkpoint ckpt, LoadTimeQuantizer? lq)
     {
         var c = ckpt.Config;
         string prefix = ckpt.Find("language_model.model.embed_tokens.weight") != null ? "language_model.model." : "model.";
@@ -99,37 +123,42 @@ public sealed unsafe class Llama4Weights
                 {
                     byte* gu = gateUp.Data + (long)x * d * 2 * f * eb;
                     byte* dn = down.Data + (long)x * f * d * eb;
-                    experts[x] = new FeedForward(
-                        new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, 0),
-                        new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, f),
-                        new InputMajorFloatMatrix(down.Type, dn, f, d, d, 0));
+                    experts[x] = lq is null
+                        ? new FeedForward(
+                            new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, 0),
+                            new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, f),
+                            new InputMajorFloatMatrix(down.Type, dn, f, d, d, 0))
+                        : new FeedForward(
+                            lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, 0),
+                            lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, f),
+                            lq.InputMajor(down.Type, dn, f, d, d, 0));
                 }
                 shared = new FeedForward(
-                    Matrix(ckpt.Get(ff + "shared_expert.gate_proj.weight"), f, d),
-                    Matrix(ckpt.Get(ff + "shared_expert.up_proj.weight"), f, d),
-                    Matrix(ckpt.Get(ff + "shared_expert.down_proj.weight"), d, f));
+                    Matrix(ckpt.Get(ff + "shared_expert.gate_proj.weight"), f, d, lq),
+                    Matrix(ckpt.Get(ff + "shared_expert.up_proj.weight"), f, d, lq),
+                    Matrix(ckpt.Get(ff + "shared_expert.down_proj.weight"), d, f, lq));
             }
             else
             {
                 int d = c.HiddenSize, f = c.IntermediateSizeMlp;
                 dense = new FeedForward(
-                    Matrix(ckpt.Get(ff + "gate_proj.weight"), f, d),
-                    Matrix(ckpt.Get(ff + "up_proj.weight"), f, d),
-                    Matrix(ckpt.Get(ff + "down_proj.weight"), d, f));
+                    Matrix(ckpt.Get(ff + "gate_proj.weight"), f, d, lq),
+                    Matrix(ckpt.Get(ff + "up_proj.weight"), f, d, lq),
+                    Matrix(ckpt.Get(ff + "down_proj.weight"), d, f, lq));
             }
             layers[i] = LayerCommon(c, ckpt.Get, p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
-                p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight", dense, router, experts, shared);
+                p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight", dense, router, experts, shared, lq);
         }
         return new Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get(prefix + "norm.weight"), c.HiddenSize),
-            Output = Matrix(output, c.VocabSize, c.HiddenSize),
+            Output = Matrix(output, c.VocabSize, c.HiddenSize, lq),
             Layers = layers,
         };
     }
 
-    private static Llama4Weights LoadGguf(Checkpoint ckpt)
+    private static Llama4Weights LoadGguf(Checkpoint ckpt, LoadTimeQuantizer? lq)
     {
         var c = ckpt.Config;
         var embedding = ckpt.Get("token_embd.weight");
@@ -146,7 +175,7 @@ public sealed unsafe class Llama4Weights
             if (c.IsMoeLayer(i))
             {
                 int e = c.NumExperts, f = c.IntermediateSize;
-                router = Matrix(ckpt.Get(p + "ffn_gate_inp.weight"), e, d);
+                router = Matrix(ckpt.Get(p + "ffn_gate_inp.weight"), e, d); // the router stays float, as in llama.cpp files
                 var gate = ckpt.Get(p + "ffn_gate_exps.weight");
                 var up = ckpt.Get(p + "ffn_up_exps.weight");
                 var down = ckpt.Get(p + "ffn_down_exps.weight");
@@ -157,24 +186,24 @@ public sealed unsafe class Llama4Weights
                 long gBytes = gate.Type.ByteCount((long)f * d), uBytes = up.Type.ByteCount((long)f * d), dBytes = down.Type.ByteCount((long)d * f);
                 for (int x = 0; x < e; x++)
                     experts[x] = new FeedForward(
-                        WeightMatrix.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
-                        WeightMatrix.RowMajor(up.Type, up.Data + x * uBytes, f, d),
-                        WeightMatrix.RowMajor(down.Type, down.Data + x * dBytes, d, f));
+                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? WeightMatrix.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
+                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? WeightMatrix.RowMajor(up.Type, up.Data + x * uBytes, f, d),
+                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? WeightMatrix.RowMajor(down.Type, down.Data + x * dBytes, d, f));
                 shared = new FeedForward(
-                    Matrix(ckpt.Get(p + "ffn_gate_shexp.weight"), f, d),
-                    Matrix(ckpt.Get(p + "ffn_up_shexp.weight"), f, d),
-                    Matrix(ckpt.Get(p + "ffn_down_shexp.weight"), d, f));
+                    Matrix(ckpt.Get(p + "ffn_gate_shexp.weight"), f, d, lq),
+                    Matrix(ckpt.Get(p + "ffn_up_shexp.weight"), f, d, lq),
+                    Matrix(ckpt.Get(p + "ffn_down_shexp.weight"), d, f, lq));
             }
             else
             {
                 int f = c.IntermediateSizeMlp;
                 dense = new FeedForward(
-                    Matrix(ckpt.Get(p + "ffn_gate.weight"), f, d),
-                    Matrix(ckpt.Get(p + "ffn_up.weight"), f, d),
-                    Matrix(ckpt.Get(p + "ffn_down.weight"), d, f));
+                    Matrix(ckpt.Get(p + "ffn_gate.weight"), f, d, lq),
+                    Matrix(ckpt.Get(p + "ffn_up.weight"), f, d, lq),
+                    Matrix(ckpt.Get(p + "ffn_down.weight"), d, f, lq));
             }
             layers[i] = LayerCommon(c, ckpt.Get, p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight",
-                p + "attn_v.weight", p + "attn_output.weight", p + "ffn_norm.weight", dense, router, experts, shared);
+                p + "attn_v.weight", p + "attn_output.weight", p + "ffn_norm.weight", dense, router, experts, shared, lq);
         }
         float[]? ropeFreqs = null;
         if (ckpt.Find("rope_freqs.weight") is { } rf)
@@ -183,7 +212,7 @@ public sealed unsafe class Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get("output_norm.weight"), c.HiddenSize),
-            Output = Matrix(output, c.VocabSize, c.HiddenSize),
+            Output = Matrix(output, c.VocabSize, c.HiddenSize, lq),
             Layers = layers,
             RopeFreqDivisors = ropeFreqs,
         };

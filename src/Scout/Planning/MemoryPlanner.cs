@@ -1,6 +1,7 @@
 using Scout.Formats;
 using Scout.Model;
 using Scout.Tensors;
+using Scout.Vision;
 
 namespace Scout.Planning;
 
@@ -25,6 +26,22 @@ public sealed record PlanOptions
     public int Threads { get; init; }
     /// <summary>List every tensor with its shape and its type and bytes in each scheme.</summary>
     public bool IncludeTensors { get; init; }
+    /// <summary>Images per prompt: their tokens join the context, and the vision weights and buffers the plan (implies <see cref="WithVision"/>).</summary>
+    public int Images { get; init; }
+    /// <summary>Pixel size of each image; null = the worst case (a 16-tile canvas plus the thumbnail).</summary>
+    public (int Width, int Height)? ImageSize { get; init; }
+}
+
+/// <summary>
+/// Images in the prompt: their layout in tokens (Meta's tiling), the context they take, and the float32 buffers the
+/// engine holds to embed them (encoder scratch for one tile, one image's stage outputs, the finished images' pixels
+/// and rows, and the merged prompt rows fed to the text model).
+/// </summary>
+public sealed record ImagePlan(
+    int Images, int Width, int Height, int TilesX, int TilesY, int EncodedTiles, int TokensPerImage, long ImageTokens,
+    long TextContext, long Context, long EncoderScratchBytes, long ImageBufferBytes, long HeldImageBytes, long PromptRowBytes)
+{
+    public long ScratchBytes => EncoderScratchBytes + ImageBufferBytes + HeldImageBytes + PromptRowBytes;
 }
 
 /// <summary>One tensor of the plan: ggml shape (ne[0] first), parameters, and "type bytes" per scheme.</summary>
@@ -62,7 +79,7 @@ public sealed record FitRow(
 public sealed record PlanReport(
     ModelSummary Model, ParameterReport Parameters, IReadOnlyList<SchemeWeights> Schemes, CheckpointReport? Checkpoint,
     KvReport Kv, EngineBufferPlan EngineBuffers, IReadOnlyList<FitRow> Fit, IReadOnlyList<string> Notes, PlanInputs Inputs,
-    IReadOnlyList<TensorLine>? Tensors = null);
+    IReadOnlyList<TensorLine>? Tensors = null, ImagePlan? Images = null);
 
 public sealed record PlanInputs(long Context, int Parallel, int Batch, string KvType, bool WithVision, IReadOnlyList<string> Devices);
 
@@ -78,9 +95,16 @@ public static class MemoryPlanner
         if (o.Parallel <= 0 || o.Parallel > 65536) throw new ArgumentException($"parallel sequences must be in 1..65536, got {o.Parallel}");
         if (o.Batch <= 0 || o.Batch > 1 << 20) throw new ArgumentException($"batch (tokens per forward) must be in 1..1048576, got {o.Batch}");
 
+        if (o.Images < 0 || o.Images > 1024) throw new ArgumentException($"images must be in 0..1024, got {o.Images}");
+        if (o.ImageSize is { } size && o.Images == 0) throw new ArgumentException("an image size needs a number of images (--images N)");
+        if (o.ImageSize is { Width: <= 0 or > 1 << 20 } or { Height: <= 0 or > 1 << 20 })
+            throw new ArgumentException($"image size must be WxH with both sides in 1..1048576 pixels, got {o.ImageSize.Value.Width}x{o.ImageSize.Value.Height}");
+
         var source = ResolveModel(o.Model, o.ConfigPath);
         var c = source.Config;
         var notes = new List<string>();
+        var images = o.Images > 0 ? PlanImages(o, c, source) : null;
+        if (images is not null) o = o with { Context = images.Context, WithVision = true };
 
         var inventory = TensorInventory.FromConfig(c, source.Vision, includeRopeFreqs: false);
         var parameters = source.Checkpoint?.Parameters ?? CountParameters(inventory, c);
@@ -117,15 +141,47 @@ public static class MemoryPlanner
         long cap = Math.Max(c.MaxPositionEmbeddings, 1);
         foreach (var dev in devices)
             foreach (var s in fitSchemes)
-                fit.Add(Fit(dev, s, c, o, kvRequested.Bytes, buffers.PeakBytes, cap));
+                fit.Add(Fit(dev, s, c, o, kvRequested.Bytes, buffers.PeakBytes, images?.ScratchBytes ?? 0, cap));
 
         Notes(notes, c, source, o, kvRequested);
+        if (images is not null)
+            notes.Add($"{images.Images} image(s) of {images.Width}x{images.Height}: {images.TilesX}x{images.TilesY} tiles" +
+                      (images.EncodedTiles > 1 ? " + thumbnail" : "") + $", {images.TokensPerImage:N0} tokens each; context {images.TextContext:N0} text + " +
+                      $"{images.ImageTokens:N0} image = {images.Context:N0} tokens. Vision weights and {SizeParsing.GiB(images.ScratchBytes)} of image buffers are counted in the fit table.");
         var summary = new ModelSummary(source.Name, source.Kind, source.Path, c.HiddenSize, c.NumLayers, c.MoeLayers.Count(m => m),
             c.RopeLayers.Count(r => !r), c.NumHeads, c.NumKvHeads, c.HeadDim, c.VocabSize, c.NumExperts, c.TopK, c.IntermediateSize,
             c.MoeLayers.All(m => m) ? 0 : c.IntermediateSizeMlp, c.AttentionChunkSize, c.UseQkNorm, c.MaxPositionEmbeddings, source.Vision is not null);
         var inputs = new PlanInputs(o.Context, o.Parallel, o.Batch, o.KvType.Name, o.WithVision, devices.Select(d => d.Name).ToList());
         var tensorLines = o.IncludeTensors ? TensorLines(c, source, o.Schemes ?? QuantScheme.Standard) : null;
-        return new PlanReport(summary, parameters, schemes, ckptReport, new KvReport(kvRequested, engineKv, kvTable), buffers, fit, notes, inputs, tensorLines);
+        return new PlanReport(summary, parameters, schemes, ckptReport, new KvReport(kvRequested, engineKv, kvTable), buffers, fit, notes, inputs, tensorLines, images);
+    }
+
+    /// <summary>The image tokens and buffers of <see cref="PlanOptions.Images"/> images, laid out by the engine's own tiling rule.</summary>
+    private static ImagePlan PlanImages(PlanOptions o, Llama4Config c, ModelSource source)
+    {
+        var g = source.Vision ?? throw new ArgumentException(
+            $"{source.Name} has no vision encoder to plan images with ({(source.Kind == "gguf" ? "a GGUF carries the text model only; plan its Hugging Face config or a preset" : "its config has no vision_config")})");
+        var vc = new VisionConfig
+        {
+            HiddenSize = g.HiddenSize, IntermediateSize = g.IntermediateSize, NumLayers = g.NumLayers, NumHeads = g.NumHeads,
+            NumChannels = g.NumChannels, ImageSize = g.ImageSize, PatchSize = g.PatchSize, PixelShuffleRatio = g.PixelShuffleRatio,
+            ProjectorInputDim = g.ProjectorInputDim, ProjectorOutputDim = g.ProjectorOutputDim, VisionOutputDim = g.VisionOutputDim,
+        };
+        // Default: the largest layout, a full 4x4 canvas (16 tiles) plus the thumbnail.
+        var (width, height) = o.ImageSize ?? (4 * vc.ImageSize, 4 * vc.ImageSize);
+        var tiling = ImagePromptLayout.TilingFor(width, height, ImagePreprocessor.DefaultMaxTiles, vc.TokensPerTile, vc.ImageSize);
+        int tokensPerImage = ImagePromptLayout.TokenCount(tiling);
+        int encodedTiles = ImagePromptLayout.PatchCount(tiling) / tiling.PatchesPerTile;
+        long imageTokens = (long)o.Images * tokensPerImage;
+        long context = o.Context + imageTokens;
+        if (context > SizeParsing.MaxContext)
+            throw new ArgumentException($"context {o.Context:N0} plus {imageTokens:N0} image tokens exceeds {SizeParsing.MaxContext:N0}");
+        // Images are embedded one after another; the finished ones' pixels and projected rows stay until the prompt is merged.
+        long pixels = 4L * encodedTiles * 3 * vc.ImageSize * vc.ImageSize;
+        long rows = 4L * encodedTiles * vc.TokensPerTile * c.HiddenSize;
+        long held = (o.Images - 1) * (pixels + rows) + o.Images * rows;
+        return new ImagePlan(o.Images, width, height, tiling.TilesX, tiling.TilesY, encodedTiles, tokensPerImage, imageTokens, o.Context, context,
+            VisionEncoder.ScratchBytesPerTileFor(vc), VisionEncoder.ImageBufferBytes(vc, encodedTiles, c.HiddenSize), held, 4L * context * c.HiddenSize);
     }
 
     private static List<TensorLine> TensorLines(Llama4Config c, ModelSource source, IReadOnlyList<QuantScheme> schemes)
@@ -234,13 +290,15 @@ public static class MemoryPlanner
 
     private static string Ordinal(int n) => n switch { 2 => "2nd", 3 => "3rd", _ => $"{n}th" };
 
-    private static FitRow Fit(Device dev, SchemeWeights s, Llama4Config c, PlanOptions o, long kvBytes, long bufferBytes, long cap)
+    /// <param name="imageBytes">image buffers (<see cref="ImagePlan.ScratchBytes"/>), held beside the text buffers</param>
+    private static FitRow Fit(Device dev, SchemeWeights s, Llama4Config c, PlanOptions o, long kvBytes, long textBufferBytes, long imageBytes, long cap)
     {
+        long bufferBytes = textBufferBytes + imageBytes;
         long weights = s.TextBytes + (o.WithVision ? s.VisionBytes : 0);
         long usable = dev.UsableBytes;
         long need = weights + kvBytes + bufferBytes;
         // Largest context: score rows grow with the context, so size the buffers at the cap to stay on the safe side.
-        long buffersAtCap = EngineBuffers.ForForward(c, (int)Math.Min(o.Batch, cap), cap, 1, o.Threads).PeakBytes;
+        long buffersAtCap = EngineBuffers.ForForward(c, (int)Math.Min(o.Batch, cap), cap, 1, o.Threads).PeakBytes + imageBytes;
         long maxCtx = KvCachePlan.MaxContext(c, usable - weights - buffersAtCap, o.KvType, o.Parallel, cap);
         // Experts in system RAM: the GPU keeps attention, shared experts, embeddings, KV and buffers.
         long gpu = weights - s.RoutedExpertBytes + kvBytes + bufferBytes;

@@ -75,4 +75,18 @@ public static class SizeParsing
         >= 1L << 10 when tokens % (1L << 10) == 0 => $"{tokens >> 10}k",
         _ => tokens.ToString("N0", CultureInfo.InvariantCulture),
     };
+
+    /// <summary>An image size "WxH" in pixels, e.g. "1024x768" (x, X or ×).</summary>
+    public static (int Width, int Height) ParseImageSize(string text)
+    {
+        var parts = text.Trim().Split(['x', 'X', '\u00d7']);
+        if (parts.Length == 2
+            && int.TryParse(parts[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int w)
+            && int.TryParse(parts[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int h))
+        {
+            if (w <= 0 || h <= 0) throw new ArgumentException($"image size '{text}' must have positive width and height");
+            return (w, h);
+        }
+        throw new ArgumentException($"image size '{text}' is not WxH in pixels (example: 1024x768)");
+    }
 }

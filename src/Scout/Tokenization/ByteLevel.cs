@@ -7,7 +7,15 @@ namespace Scout.Tokenization;
 public static class ByteLevel
 {
     private static readonly char[] ByteToChar = BuildTable();
-    private static readonly Dictionary<char, byte> CharToByte = ByteToChar.Select((c, b) => (c, b)).ToDictionary(x => x.c, x => (byte)x.b);
+    private static readonly short[] CharToByte = BuildReverse();
+
+    private static short[] BuildReverse()
+    {
+        var table = new short[512];
+        Array.Fill(table, (short)-1);
+        for (int b = 0; b < 256; b++) table[ByteToChar[b]] = (short)b;
+        return table;
+    }
 
     private static char[] BuildTable()
     {
@@ -35,7 +43,10 @@ public static class ByteLevel
         var bytes = new byte[text.Length];
         for (int i = 0; i < text.Length; i++)
         {
-            if (!CharToByte.TryGetValue(text[i], out bytes[i])) return null;
+            char c = text[i];
+            int b = c < CharToByte.Length ? CharToByte[c] : -1;
+            if (b < 0) return null;
+            bytes[i] = (byte)b;
         }
         return bytes;
     }

@@ -234,7 +234,8 @@ public sealed partial class Llama4ChatFormat : IChatFormat
                            Id(Llama4SpecialTokens.TileYSeparator), Id(Llama4SpecialTokens.Image), Id(Llama4SpecialTokens.Patch));
     }
 
-    private static int[] ImageTokens(ImageTiling tiling, int start, int end, int xSep, int ySep, int image, int patch)
+    /// <summary>The image layout with explicit special-token ids (models whose special tokens start elsewhere).</summary>
+    public static int[] ImageTokens(ImageTiling tiling, int start, int end, int xSep, int ySep, int image, int patch)
     {
         if (tiling.TilesX < 1 || tiling.TilesY < 1 || tiling.PatchesPerTile < 1)
             throw new ArgumentException($"invalid image tiling {tiling.TilesX}x{tiling.TilesY} with {tiling.PatchesPerTile} patches per tile");
@@ -272,21 +273,7 @@ public sealed partial class Llama4ChatFormat : IChatFormat
     public static ImageTiling TilingForImage(int width, int height, int tileSize = 336, int maxTiles = 16, int patchesPerTile = PatchesPerTile)
     {
         if (width <= 0 || height <= 0) throw new ArgumentException($"image size {width}x{height} must be positive");
-        // Meta's enumeration: for chunk counts maxTiles..1, factor pairs (h, w) in ascending h, grouped by aspect ratio in first-seen order.
-        var groups = new List<(double Ratio, List<(int H, int W)> Items)>();
-        for (int chunks = maxTiles; chunks >= 1; chunks--)
-        {
-            for (int h = 1; h <= chunks; h++)
-            {
-                if (chunks % h != 0) continue;
-                int w = chunks / h;
-                double ratio = (double)h / w;
-                var group = groups.FirstOrDefault(g => g.Ratio == ratio);
-                if (group.Items == null) groups.Add((ratio, [(h, w)]));
-                else group.Items.Add((h, w));
-            }
-        }
-        var canvases = groups.SelectMany(g => g.Items).ToList();
+        var canvases = CandidateCanvases(maxTiles).Select(c => (H: c.TilesY, W: c.TilesX)).ToList();
         var scales = canvases.Select(c => Math.Min((float)(c.W * tileSize) / width, (float)(c.H * tileSize) / height)).ToList();
         float selected = scales.Any(s => s >= 1f) ? scales.Where(s => s >= 1f).Min() : scales.Where(s => s < 1f).Max();
         int best = -1;
@@ -296,6 +283,29 @@ public sealed partial class Llama4ChatFormat : IChatFormat
             if (best < 0 || canvases[i].H * canvases[i].W < canvases[best].H * canvases[best].W) best = i;
         }
         return new ImageTiling(canvases[best].W, canvases[best].H, patchesPerTile);
+    }
+
+    /// <summary>
+    /// Meta's candidate canvases (<c>_find_supported_resolutions</c>) as (tiles across, tiles down), in its order: for chunk
+    /// counts maxTiles..1, factor pairs (height h, width n/h) in ascending h, grouped by aspect ratio h/w in first-seen order.
+    /// The order breaks ties between canvases of equal scale and area.
+    /// </summary>
+    public static IReadOnlyList<(int TilesX, int TilesY)> CandidateCanvases(int maxTiles = 16)
+    {
+        var groups = new List<(double Ratio, List<(int W, int H)> Items)>();
+        for (int chunks = maxTiles; chunks >= 1; chunks--)
+        {
+            for (int h = 1; h <= chunks; h++)
+            {
+                if (chunks % h != 0) continue;
+                int w = chunks / h;
+                double ratio = (double)h / w;
+                var group = groups.FirstOrDefault(g => g.Ratio == ratio);
+                if (group.Items == null) groups.Add((ratio, [(w, h)]));
+                else group.Items.Add((w, h));
+            }
+        }
+        return groups.SelectMany(g => g.Items).ToList();
     }
 
     // ------------------------------------------------------------------ parsing model output

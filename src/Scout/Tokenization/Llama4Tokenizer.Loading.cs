@@ -1,4 +1,5 @@
-using System.Globalization;
+using System.Buffers;
+using System.Buffers.Text;
 using System.Text;
 using System.Text.Json;
 using Scout.Formats;
@@ -73,11 +74,10 @@ public sealed partial class Llama4Tokenizer
             var rest = line[(sep + 1)..].Trim((byte)' ');
             if (rest.IsEmpty || rest.IndexOfAny((byte)' ', (byte)'\t') >= 0)
                 throw new ModelLoadException($"{sourceName}: line {lineNo}: expected exactly two fields 'base64-token rank', got '{Preview(line)}'");
-            if (!int.TryParse(Encoding.ASCII.GetString(rest), NumberStyles.None, CultureInfo.InvariantCulture, out int rank))
+            if (!Utf8Parser.TryParse(rest, out int rank, out int consumed) || consumed != rest.Length || rank < 0 || rest[0] is (byte)'-' or (byte)'+')
                 throw new ModelLoadException($"{sourceName}: line {lineNo}: rank '{Preview(rest)}' is not a non-negative integer");
             if (buffer.Length < b64.Length) buffer = new byte[b64.Length];
-            var b64Text = Encoding.ASCII.GetString(b64);
-            if (!Convert.TryFromBase64String(b64Text, buffer, out int len) || len == 0)
+            if (Base64.DecodeFromUtf8(b64, buffer, out _, out int len) != OperationStatus.Done || len == 0)
                 throw new ModelLoadException($"{sourceName}: line {lineNo}: '{Preview(b64)}' is not valid base64 for a non-empty token");
             tokens.Add((rank, buffer.AsSpan(0, len).ToArray(), lineNo));
         }
@@ -185,11 +185,16 @@ public sealed partial class Llama4Tokenizer
     private static void ValidateMerges(IEnumerable<(string Left, string Right)> merges, Dictionary<string, int> vocab, string name)
     {
         int previous = -1, index = 0;
+        var lookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
+        char[] joined = new char[256];
         foreach (var (left, right) in merges)
         {
             if (!vocab.ContainsKey(left) || !vocab.ContainsKey(right))
                 throw new ModelLoadException($"{name}: merge #{index} '{left} {right}' uses a token that is not in the vocab");
-            if (!vocab.TryGetValue(left + right, out int result))
+            if (joined.Length < left.Length + right.Length) joined = new char[(left.Length + right.Length) * 2];
+            left.CopyTo(joined);
+            right.CopyTo(joined.AsSpan(left.Length));
+            if (!lookup.TryGetValue(joined.AsSpan(0, left.Length + right.Length), out int result))
                 throw new ModelLoadException($"{name}: merge #{index} '{left} {right}' makes a token that is not in the vocab");
             if (result < previous)
                 throw new ModelLoadException($"{name}: merge #{index} '{left} {right}' is out of rank order (the merges do not follow the vocab ranks as in a tiktoken conversion)");

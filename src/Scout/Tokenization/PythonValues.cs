@@ -247,7 +247,10 @@ internal static class PythonValues
             return s[start.._pos];
         }
 
-        /// <summary>A literal (ast.literal_eval), or for a name / dotted name its source text (Meta's ast.unparse fallback).</summary>
+        /// <summary>
+        /// A literal (ast.literal_eval). Meta's parser raises on anything else; for a bare or dotted name Scout keeps its
+        /// source text as a string instead of failing the whole reply.
+        /// </summary>
         public object? ValueOrExpression()
         {
             int start = _pos;

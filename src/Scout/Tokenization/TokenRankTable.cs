@@ -12,7 +12,7 @@ internal sealed class TokenRankTable
 {
     private readonly byte[] _blob;
     private readonly int[] _offsets; // _offsets[id].._offsets[id+1] is token id's bytes
-    private readonly int[] _slots;   // id + 1, 0 = empty
+    private readonly Slot[] _slots;  // Id = id + 1, 0 = empty; Head = first 8 bytes (zero-padded), so short tokens compare inline
     private readonly int _mask;
     private readonly int[] _byteRanks = new int[256];
 
@@ -38,19 +38,19 @@ internal sealed class TokenRankTable
         _offsets[Count] = pos;
 
         int size = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, Count * 2));
-        _slots = new int[size];
+        _slots = new Slot[size];
         _mask = size - 1;
         for (int id = 0; id < Count; id++)
         {
             var bytes = TokenBytes(id);
             int slot = (int)(Hash(bytes) & (uint)_mask);
-            while (_slots[slot] != 0)
+            while (_slots[slot].Id != 0)
             {
-                if (TokenBytes(_slots[slot] - 1).SequenceEqual(bytes))
-                    throw new ArgumentException($"{source}: token bytes {Convert.ToHexString(bytes)} appear twice (ranks {_slots[slot] - 1} and {id})");
+                if (TokenBytes(_slots[slot].Id - 1).SequenceEqual(bytes))
+                    throw new ArgumentException($"{source}: token bytes {Convert.ToHexString(bytes)} appear twice (ranks {_slots[slot].Id - 1} and {id})");
                 slot = (slot + 1) & _mask;
             }
-            _slots[slot] = id + 1;
+            _slots[slot] = new Slot { Head = Head(bytes), Length = bytes.Length, Id = id + 1 };
         }
 
         for (int b = 0; b < 256; b++)
@@ -71,18 +71,36 @@ internal sealed class TokenRankTable
     public int Lookup(ReadOnlySpan<byte> bytes)
     {
         int slot = (int)(Hash(bytes) & (uint)_mask);
-        ref byte blob = ref MemoryMarshal.GetArrayDataReference(_blob);
+        ulong head = Head(bytes);
+        int n = bytes.Length;
         while (true)
         {
-            int e = _slots[slot];
-            if (e == 0) return -1;
-            int id = e - 1;
-            int start = _offsets[id];
-            int len = _offsets[id + 1] - start;
-            if (len == bytes.Length && MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref blob, start), len).SequenceEqual(bytes))
-                return id;
+            ref Slot e = ref _slots[slot];
+            if (e.Id == 0) return -1;
+            if (e.Head == head && e.Length == n)
+            {
+                int id = e.Id - 1;
+                if (n <= 8) return id;
+                if (_blob.AsSpan(_offsets[id] + 8, n - 8).SequenceEqual(bytes[8..])) return id;
+            }
             slot = (slot + 1) & _mask;
         }
+    }
+
+    private struct Slot
+    {
+        public ulong Head;
+        public int Length;
+        public int Id;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Head(ReadOnlySpan<byte> s)
+    {
+        if (s.Length >= 8) return Unsafe.ReadUnaligned<ulong>(ref MemoryMarshal.GetReference(s));
+        ulong h = 0;
+        for (int k = 0; k < s.Length; k++) h |= (ulong)s[k] << (8 * k);
+        return h;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

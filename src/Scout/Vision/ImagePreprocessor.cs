@@ -45,49 +45,15 @@ public static class ImagePreprocessor
         return lut;
     }
 
-    /// <summary>Meta's candidate canvases (columns, rows) in its enumeration order: by aspect ratio in order of first appearance.</summary>
+    /// <summary>Meta's candidate canvases (columns, rows) in its enumeration order (the rule lives in <see cref="Llama4ChatFormat"/>).</summary>
     public static IReadOnlyList<(int Cols, int Rows)> CandidateGrids(int maxTiles = DefaultMaxTiles)
-    {
-        var groups = new List<(double Key, List<(int, int)> Items)>();
-        for (int n = maxTiles; n >= 1; n--)
-        {
-            for (int d = 1; d <= n; d++)
-            {
-                if (n % d != 0) continue;
-                double key = (double)d / (n / d);
-                var group = groups.FirstOrDefault(g => g.Key == key);
-                if (group.Items is null) { group = (key, new List<(int, int)>()); groups.Add(group); }
-                group.Items.Add((d, n / d));
-            }
-        }
-        return groups.SelectMany(g => g.Items).ToList();
-    }
+        => Llama4ChatFormat.CandidateCanvases(maxTiles).Select(c => (c.TilesX, c.TilesY)).ToList();
 
     /// <summary>The tile grid (columns, rows) Meta picks for an image of <paramref name="width"/>×<paramref name="height"/>.</summary>
     public static (int Cols, int Rows) ChooseGrid(int width, int height, int maxTiles = DefaultMaxTiles, int tileSize = DefaultTileSize)
     {
-        if (width <= 0 || height <= 0) throw new ArgumentException($"image size {width}x{height} must be positive");
-        var grids = CandidateGrids(maxTiles);
-        var scales = new float[grids.Count];
-        for (int i = 0; i < grids.Count; i++)
-        {
-            // float32, as Meta's torch tensors compute it
-            float sw = (float)(tileSize * grids[i].Cols) / width;
-            float sh = (float)(tileSize * grids[i].Rows) / height;
-            scales[i] = Math.Min(sw, sh);
-        }
-        float chosen;
-        var up = scales.Where(s => s >= 1f).ToList();
-        chosen = up.Count > 0 ? up.Min() : scales.Max();
-        int best = -1;
-        long bestArea = long.MaxValue;
-        for (int i = 0; i < grids.Count; i++)
-        {
-            if (scales[i] != chosen) continue;
-            long area = (long)grids[i].Cols * grids[i].Rows;
-            if (area < bestArea) { bestArea = area; best = i; }
-        }
-        return grids[best];
+        var tiling = Llama4ChatFormat.TilingForImage(width, height, tileSize, maxTiles);
+        return (tiling.TilesX, tiling.TilesY);
     }
 
     /// <summary>The size the image is resized to inside its canvas (Meta's resize_without_distortion, upscaling capped at one tile).</summary>

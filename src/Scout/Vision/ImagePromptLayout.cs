@@ -26,32 +26,11 @@ public static class ImagePromptLayout
         ids ??= ImageTokenIds.Llama4;
         if (tiling.TilesX <= 0 || tiling.TilesY <= 0 || tiling.PatchesPerTile <= 0)
             throw new ArgumentException($"invalid image tiling {tiling.TilesX}x{tiling.TilesY} with {tiling.PatchesPerTile} patches per tile");
-        int p = tiling.PatchesPerTile;
-        var tokens = new List<int>(TokenCount(tiling)) { ids.ImageStart };
-        if (tiling.TilesX * tiling.TilesY > 1)
-        {
-            for (int r = 0; r < tiling.TilesY; r++)
-            {
-                for (int c = 0; c < tiling.TilesX; c++)
-                {
-                    if (c > 0) tokens.Add(ids.TileXSeparator);
-                    tokens.AddRange(Enumerable.Repeat(ids.Patch, p));
-                }
-                tokens.Add(ids.TileYSeparator);
-            }
-        }
-        tokens.Add(ids.Image);
-        tokens.AddRange(Enumerable.Repeat(ids.Patch, p));
-        tokens.Add(ids.ImageEnd);
-        return tokens.ToArray();
+        return Llama4ChatFormat.ImageTokens(tiling, ids.ImageStart, ids.ImageEnd, ids.TileXSeparator, ids.TileYSeparator, ids.Image, ids.Patch);
     }
 
     /// <summary>Number of ids <see cref="Tokens"/> returns: p + 3 for one tile, (p+1)·tiles + p + 3 otherwise.</summary>
-    public static int TokenCount(ImageTiling t)
-    {
-        int tiles = t.TilesX * t.TilesY;
-        return tiles > 1 ? (t.PatchesPerTile + 1) * tiles + t.PatchesPerTile + 3 : t.PatchesPerTile + 3;
-    }
+    public static int TokenCount(ImageTiling t) => Llama4ChatFormat.ImageTokenCount(t);
 
     /// <summary>Number of <c>&lt;|patch|&gt;</c> ids (= image embedding rows) for a tiling.</summary>
     public static int PatchCount(ImageTiling t)
@@ -61,9 +40,10 @@ public static class ImagePromptLayout
     }
 
     /// <summary>The tiling Meta chooses for an image of this pixel size (no decoding needed).</summary>
-    public static ImageTiling TilingFor(int width, int height, int maxTiles = ImagePreprocessor.DefaultMaxTiles, int patchesPerTile = 144)
+    public static ImageTiling TilingFor(int width, int height, int maxTiles = ImagePreprocessor.DefaultMaxTiles, int patchesPerTile = 144,
+        int tileSize = ImagePreprocessor.DefaultTileSize)
     {
-        var (cols, rows) = ImagePreprocessor.ChooseGrid(width, height, maxTiles);
+        var (cols, rows) = ImagePreprocessor.ChooseGrid(width, height, maxTiles, tileSize);
         return new ImageTiling(cols, rows, patchesPerTile);
     }
 }

@@ -64,7 +64,7 @@ public static class PillowResize
         var s = src.Pixels;
         var d = dst.Pixels;
         int inStride = src.Width * 3, outStride = outW * 3;
-        for (int y = 0; y < src.Height; y++)
+        Kernels.WorkerPool.Shared.For(src.Height, y =>
         {
             int rowIn = y * inStride, rowOut = y * outStride;
             for (int x = 0; x < outW; x++)
@@ -84,7 +84,7 @@ public static class PillowResize
                 d[o + 1] = Clip8(g);
                 d[o + 2] = Clip8(b);
             }
-        }
+        });
         return dst;
     }
 
@@ -95,7 +95,7 @@ public static class PillowResize
         var s = src.Pixels;
         var d = dst.Pixels;
         int stride = src.Width * 3;
-        for (int y = 0; y < outH; y++)
+        Kernels.WorkerPool.Shared.For(outH, y =>
         {
             var k = weights[y];
             int first = starts[y] * stride;
@@ -106,7 +106,7 @@ public static class PillowResize
                 for (int j = 0; j < k.Length; j++) acc += s[first + j * stride + c] * k[j];
                 d[rowOut + c] = Clip8(acc);
             }
-        }
+        });
         return dst;
     }
 }

@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Text.Json;
 using Scout.Formats;
 using Scout.Kernels;
 using Scout.Model;
@@ -48,6 +47,38 @@ public sealed unsafe class VisionEncoder
     /// <summary>Bytes of vision weights (for memory planning).</summary>
     public long WeightBytes { get; }
 
+    /// <summary>Bytes of the vision tensors in a checkpoint (vision_model.*, multi_modal_projector.*), without loading them.</summary>
+    public static long CountWeightBytes(Checkpoint ckpt)
+        => ckpt.Tensors.Where(kv => kv.Key.StartsWith("vision_model.", StringComparison.Ordinal) || kv.Key.StartsWith("multi_modal_projector.", StringComparison.Ordinal))
+            .Sum(kv => kv.Value.ByteLength);
+
+    /// <summary>Peak scratch memory of encoding one tile (float32 activations), for memory planning.</summary>
+    public long ScratchBytesPerTile => ScratchBytesPerTileFor(Config);
+
+    /// <summary>
+    /// Float32 scratch <see cref="EncodeTile"/> allocates for one tile. <see cref="Run"/> encodes tiles one after another,
+    /// so one tile's worth is live at a time whatever the image's size.
+    /// </summary>
+    public static long ScratchBytesPerTileFor(VisionConfig c)
+    {
+        long n = c.PatchesPerTile + 1, d = c.HiddenSize;
+        // x, normed, q, k, v, attn, packed keys and values, MLP hidden, unfolded patches
+        return 4 * (n * d * 8 + n * c.IntermediateSize + c.PatchesPerTile * (long)c.PatchValues);
+    }
+
+    /// <summary>
+    /// Float32 buffers that live for a whole image of <paramref name="tiles"/> tiles (thumbnail included): its pixels
+    /// and what <see cref="Run"/> allocates — encoder output, pixel-shuffled rows, adapter hidden and output, and the
+    /// projected rows of width <paramref name="textHidden"/> that replace the prompt's patch tokens.
+    /// </summary>
+    public static long ImageBufferBytes(VisionConfig c, int tiles, int textHidden)
+    {
+        long rows = (long)tiles * c.TokensPerTile;
+        long shuffledWidth = (long)c.HiddenSize * c.ShuffleFactor * c.ShuffleFactor;
+        return 4 * ((long)tiles * 3 * c.ImageSize * c.ImageSize + (long)tiles * c.PatchesPerTile * c.HiddenSize
+                    + rows * (shuffledWidth + c.ProjectorInputDim + c.ProjectorOutputDim + textHidden));
+    }
+
     /// <summary>True when the checkpoint carries Llama 4 vision weights (<c>vision_model.*</c>).</summary>
     public static bool IsPresent(Checkpoint ckpt) => ckpt.Find("vision_model.patch_embedding.linear.weight") is not null;
 
@@ -73,14 +104,14 @@ public sealed unsafe class VisionEncoder
         {
             var t = Get(name);
             Expect(t, rows, cols);
-            return WeightMatrix.RowMajor(t.Type, t.Data, rows, cols);
+            return TiledFloatMatrix.Create(t.Type, t.Data, rows, cols);
         }
         IWeightMatrix MatrixAnyRows(string name, int cols)
         {
             var t = Get(name);
             if (t.Rank != 2 || t.Shape[1] != cols)
                 throw new ModelLoadException($"tensor '{name}' in {t.Source} has shape {t.ShapeText}, expected [*, {cols}]");
-            return WeightMatrix.RowMajor(t.Type, t.Data, (int)t.Shape[0], cols);
+            return TiledFloatMatrix.Create(t.Type, t.Data, (int)t.Shape[0], cols);
         }
         float[] Vec(string name, params long[] shape)
         {
@@ -336,49 +367,77 @@ public sealed unsafe class VisionEncoder
         }
         const int block = 16;
         int blocks = (n + block - 1) / block;
-        WorkerPool.Shared.For(heads * blocks, job =>
+        fixed (float* pq = q, pk = keys, pv = valuesT, po = output)
         {
-            int h = job / blocks, t0 = job % blocks * block, t1 = Math.Min(n, t0 + block);
-            var scores = System.Buffers.ArrayPool<float>.Shared.Rent(n);
-            try
+            float* qp = pq, kp = pk, vp = pv, op = po;
+            WorkerPool.Shared.For(heads * blocks, job =>
             {
-                var s = scores.AsSpan(0, n);
-                var kh = new ReadOnlySpan<float>(keys, h * n * hd, n * hd);
-                for (int t = t0; t < t1; t++)
+                int h = job / blocks, t0 = job % blocks * block, t1 = Math.Min(n, t0 + block);
+                var scores = System.Buffers.ArrayPool<float>.Shared.Rent(4 * n);
+                try
                 {
-                    var qh = new ReadOnlySpan<float>(q, t * d + h * hd, hd);
-                    for (int j = 0; j < n; j++) s[j] = ShortDot(qh, kh.Slice(j * hd, hd)) * scale;
-                    Ops.Softmax(s);
-                    for (int c = 0; c < hd; c++)
-                        output[t * d + h * hd + c] = TensorPrimitives.Dot(s, new ReadOnlySpan<float>(valuesT, (h * hd + c) * n, n));
+                    fixed (float* ps = scores)
+                    {
+                        float* kh = kp + (long)h * n * hd, vh = vp + (long)h * hd * n;
+                        for (int t = t0; t < t1; t += 4)
+                        {
+                            // Four queries at a time (repeating the last when fewer remain): each key and value row is loaded once for four.
+                            int count = Math.Min(4, t1 - t);
+                            float* q0 = qp + (long)t * d + h * hd;
+                            float* q1 = qp + (long)(t + Math.Min(1, count - 1)) * d + h * hd;
+                            float* q2 = qp + (long)(t + Math.Min(2, count - 1)) * d + h * hd;
+                            float* q3 = qp + (long)(t + Math.Min(3, count - 1)) * d + h * hd;
+                            float* s0 = ps, s1 = ps + n, s2 = ps + 2 * n, s3 = ps + 3 * n;
+                            for (int j = 0; j < n; j++)
+                            {
+                                Dot4(q0, q1, q2, q3, kh + (long)j * hd, hd, out float d0, out float d1, out float d2, out float d3);
+                                s0[j] = d0 * scale; s1[j] = d1 * scale; s2[j] = d2 * scale; s3[j] = d3 * scale;
+                            }
+                            for (int r = 0; r < count; r++) Ops.Softmax(new Span<float>(ps + r * n, n));
+                            for (int c = 0; c < hd; c++)
+                            {
+                                Dot4(s0, s1, s2, s3, vh + (long)c * n, n, out float o0, out float o1, out float o2, out float o3);
+                                float* o = op + (long)t * d + h * hd + c;
+                                o[0] = o0;
+                                if (count > 1) o[d] = o1;
+                                if (count > 2) o[2 * d] = o2;
+                                if (count > 3) o[3 * d] = o3;
+                            }
+                        }
+                    }
                 }
-            }
-            finally
-            {
-                System.Buffers.ArrayPool<float>.Shared.Return(scores);
-            }
-        });
+                finally
+                {
+                    System.Buffers.ArrayPool<float>.Shared.Return(scores);
+                }
+            });
+        }
     }
 
-    /// <summary>A dot product of a head-sized vector, inlined (TensorPrimitives' call overhead dominates at this length).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static float ShortDot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    /// <summary>Four dot products against one shared vector <paramref name="b"/>: one load of b feeds four FMAs.</summary>
+    private static void Dot4(float* a0, float* a1, float* a2, float* a3, float* b, int len, out float d0, out float d1, out float d2, out float d3)
     {
         int i = 0;
-        float sum = 0;
-        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated && a.Length >= 8)
+        d0 = d1 = d2 = d3 = 0;
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
         {
-            var acc = System.Runtime.Intrinsics.Vector256<float>.Zero;
-            ref float ra = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(a);
-            ref float rb = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(b);
-            for (; i <= a.Length - 8; i += 8)
-                acc = System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(
-                    System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref ra, (nuint)i),
-                    System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rb, (nuint)i), acc);
-            sum = System.Runtime.Intrinsics.Vector256.Sum(acc);
+            var c0 = System.Runtime.Intrinsics.Vector256<float>.Zero; var c1 = c0; var c2 = c0; var c3 = c0;
+            for (; i + 8 <= len; i += 8)
+            {
+                var bv = System.Runtime.Intrinsics.Vector256.Load(b + i);
+                c0 = System.Runtime.Intrinsics.Vector256.MultiplyAddEstimate(System.Runtime.Intrinsics.Vector256.Load(a0 + i), bv, c0);
+                c1 = System.Runtime.Intrinsics.Vector256.MultiplyAddEstimate(System.Runtime.Intrinsics.Vector256.Load(a1 + i), bv, c1);
+                c2 = System.Runtime.Intrinsics.Vector256.MultiplyAddEstimate(System.Runtime.Intrinsics.Vector256.Load(a2 + i), bv, c2);
+                c3 = System.Runtime.Intrinsics.Vector256.MultiplyAddEstimate(System.Runtime.Intrinsics.Vector256.Load(a3 + i), bv, c3);
+            }
+            d0 = System.Runtime.Intrinsics.Vector256.Sum(c0); d1 = System.Runtime.Intrinsics.Vector256.Sum(c1);
+            d2 = System.Runtime.Intrinsics.Vector256.Sum(c2); d3 = System.Runtime.Intrinsics.Vector256.Sum(c3);
         }
-        for (; i < a.Length; i++) sum += a[i] * b[i];
-        return sum;
+        for (; i < len; i++)
+        {
+            float bv = b[i];
+            d0 += a0[i] * bv; d1 += a1[i] * bv; d2 += a2[i] * bv; d3 += a3[i] * bv;
+        }
     }
 }
 

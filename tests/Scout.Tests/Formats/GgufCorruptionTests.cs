@@ -317,6 +317,22 @@ public class GgufCorruptionTests : IDisposable
     }
 
     [Fact]
+    public void TensorNameOf64BytesOrMore()
+    {
+        string path = _dir.File("long.gguf");
+        string longName = new('n', 63);
+        using (var w = new GgufWriter(path))
+        {
+            w.AddTensor(longName, [4], TensorType.F32);
+            w.WriteTensor(longName, new byte[16]);
+            w.Finish();
+        }
+        var b = File.ReadAllBytes(path);
+        BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(KeyPos2(b, longName)), 64); // the name now swallows a byte
+        ExpectLoadError(Write(b), "at most 63");
+    }
+
+    [Fact]
     public void TrailingGarbageAfterTheLastTensor()
     {
         var b = _valid.Concat(new byte[4096]).ToArray();

@@ -66,4 +66,16 @@ public class BatchSchedulerTests(TinyModel tiny) : IClassFixture<TinyModel>
         Assert.Equal(3, (await Collect(queued)).Count);
         Assert.Equal(1, scheduler.Metrics.Rejected);
     }
+
+    [Fact]
+    public async Task ABadSequenceFailsAloneWhileOthersFinish()
+    {
+        using var scheduler = new BatchScheduler(tiny.Model, StandInTokenizer.Instance, new SchedulerOptions { Parallel = 4, MaxContext = 128 });
+        // Input rows of the wrong width pass request validation but cannot be run: only that sequence fails.
+        var bad = Request(6, 5) with { PromptEmbeddings = new float[6 * 3] };
+        var good = Collect(scheduler.Submit(Request(6, 5)));
+        var failing = Collect(scheduler.Submit(bad));
+        Assert.Contains("features per token", (await Assert.ThrowsAsync<ArgumentException>(() => failing)).Message);
+        Assert.Equal(5, (await good).Count);
+    }
 }

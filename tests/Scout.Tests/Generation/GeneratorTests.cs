@@ -96,6 +96,37 @@ public class GeneratorTests(TinyModel tiny, ITestOutputHelper output) : IClassFi
     }
 
     [Fact]
+    public void MixedPrefillAndDecodeSegmentsMatchMeta()
+    {
+        int vocab = tiny.Vocab;
+        KvCache Filled(int n)
+        {
+            var c = tiny.Model.CreateCache(64);
+            if (n > 0) tiny.Model.Forward(tiny.Tokens.AsSpan(0, n), c, new float[vocab], LogitsMode.None);
+            return c;
+        }
+        var (a, b, c) = (Filled(10), Filled(0), Filled(20));
+        float[] Rows(params (KvCache Cache, int From, int Count, bool Want)[] parts)
+        {
+            int d = tiny.Model.Config.HiddenSize;
+            var h = new float[parts.Sum(p => p.Count) * d];
+            int row = 0;
+            foreach (var p in parts)
+                for (int t = 0; t < p.Count; t++) tiny.Model.Weights.Embed(tiny.Tokens[p.From + t], h.AsSpan(row++ * d, d));
+            var logits = new float[parts.Count(p => p.Want) * vocab];
+            tiny.Model.ForwardSegments(h, parts.Select(p => new BatchSegment(p.Cache, p.Count, p.Want)).ToList(), logits, LogitsMode.Last);
+            return logits;
+        }
+        // a decodes one token, b prefills a piece that does not finish its prompt, c prefills a piece that does.
+        var first = Rows((a, 10, 1, true), (b, 0, 7, false), (c, 20, 5, true));
+        LogitAssert.Close(first[..vocab], tiny.Golden[(10 * vocab)..(11 * vocab)], vocab);
+        LogitAssert.Close(first[vocab..], tiny.Golden[(24 * vocab)..(25 * vocab)], vocab);
+        var second = Rows((b, 7, 5, true), (a, 11, 1, true));
+        LogitAssert.Close(second[..vocab], tiny.Golden[(11 * vocab)..(12 * vocab)], vocab);
+        LogitAssert.Close(second[vocab..], tiny.Golden[(11 * vocab)..(12 * vocab)], vocab);
+    }
+
+    [Fact]
     public void BatchRejectsTheSameCacheTwice()
     {
         var c = tiny.Model.CreateCache(16);

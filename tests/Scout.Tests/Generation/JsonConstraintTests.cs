@@ -20,6 +20,8 @@ public class JsonConstraintTests(TinyModel tiny) : IClassFixture<TinyModel>
     [InlineData("""{"name":"Bo","age":41,"tags":["a",3],"ok":true}""", true)]
     [InlineData("""{ "name": "Bo", "age": -0, "ok": false}""", true)]
     [InlineData("""{"name":"Bo","age":4.5,"ok":true}""", false)]        // integer
+    [InlineData("""{"name":"Bo","age":-99999999999999999,"ok":true}""", true)]  // 18 characters: fits a long
+    [InlineData("""{"name":"Bo","age":9999999999999999999,"ok":true}""", false)] // 19 digits could overflow a long
     [InlineData("""{"name":"Bo","ok":true}""", false)]                  // age required
     [InlineData("""{"name":"Bo","age":1,"ok":true,"x":1}""", false)]    // no additional properties
     [InlineData("""{"age":1,"name":"Bo","ok":true}""", false)]          // declaration order

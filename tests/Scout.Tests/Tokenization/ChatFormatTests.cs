@@ -91,6 +91,21 @@ public class ChatFormatTests
     }
 
     [Fact]
+    public void Tool_calls_are_written_like_Pythons_json_dumps_and_str()
+    {
+        var call = new ToolCall("f", """{"big": 1e16, "small": 0.00001, "trailing": 2.50, "whole": 100.0, "int": 12, "neg": -0.5, "s": "Zürich 😀", "l": [true, null], "d": {"k": 1}}""");
+        Assert.Equal("""{"type": "function", "name": "f", "parameters": {"big": 1e+16, "small": 1e-05, "trailing": 2.5, "whole": 100.0, "int": 12, "neg": -0.5, "s": "Z\u00fcrich \ud83d\ude00", "l": [true, null], "d": {"k": 1}}}""",
+            Llama4ChatFormat.FormatToolCall(call, ToolPromptFormat.Json));
+        Assert.Equal("""<function=f>{"big": 1e+16, "small": 1e-05, "trailing": 2.5, "whole": 100.0, "int": 12, "neg": -0.5, "s": "Z\u00fcrich \ud83d\ude00", "l": [true, null], "d": {"k": 1}}</function>""",
+            Llama4ChatFormat.FormatToolCall(call, ToolPromptFormat.FunctionTag));
+        Assert.Equal("""[f(big=1e+16, small=1e-05, trailing=2.5, whole=100.0, int=12, neg=-0.5, s="Zürich 😀", l=[True, None], d={k=1})]""",
+            Llama4ChatFormat.FormatToolCall(call, ToolPromptFormat.PythonList));
+        Assert.Equal("print(1)", Llama4ChatFormat.FormatToolCall(new ToolCall("code_interpreter", """{"code": "print(1)"}"""), ToolPromptFormat.Json));
+        Assert.Throws<ArgumentException>(() => Llama4ChatFormat.FormatToolCall(new ToolCall("brave_search", "{}"), ToolPromptFormat.Json));
+        Assert.Throws<ArgumentException>(() => Llama4ChatFormat.FormatToolCall(new ToolCall("f", "[1]"), ToolPromptFormat.Json));
+    }
+
+    [Fact]
     public void Unknown_role_is_rejected()
     {
         var chat = new Llama4ChatFormat(TokenizerFixtures.Tiktoken);

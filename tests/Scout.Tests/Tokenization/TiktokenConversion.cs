@@ -14,33 +14,31 @@ public static class TiktokenConversion
     /// <summary>Token strings (GPT-2 byte-level form) indexed by rank, parsed independently of the product loader.</summary>
     public static List<string> ReadRanks(string path)
     {
-        var byRank = new SortedDictionary<int, string>();
-        foreach (var line in File.ReadLines(path))
+        var lines = File.ReadAllLines(path).Where(l => l.Length > 0).ToArray();
+        var byRank = new string[lines.Length];
+        foreach (var line in lines)
         {
-            if (line.Length == 0) continue;
-            var parts = line.Split(' ');
-            byRank.Add(int.Parse(parts[1]), ByteLevel.Encode(Convert.FromBase64String(parts[0])));
+            int sp = line.IndexOf(' ');
+            byRank[int.Parse(line.AsSpan(sp + 1))] = ByteLevel.Encode(Convert.FromBase64String(line[..sp]));
         }
-        return byRank.Values.ToList();
+        return byRank.ToList();
     }
 
     public static List<(string Left, string Right)> Merges(IReadOnlyList<string> ranks)
     {
         var rankOf = new Dictionary<string, int>(ranks.Count, StringComparer.Ordinal);
         for (int i = 0; i < ranks.Count; i++) rankOf[ranks[i]] = i;
-        var merges = new List<(string, string)>();
-        var local = new List<(string L, string R)>();
+        var lookup = rankOf.GetAlternateLookup<ReadOnlySpan<char>>();
+        var merges = new List<(string, string)>(ranks.Count * 3);
+        var local = new List<(int L, int R)>();
         foreach (var token in ranks) // ascending rank, so the final sort by the merged token's rank is already done
         {
             if (token.Length == 1) continue;
             local.Clear();
             for (int k = 1; k < token.Length; k++)
-            {
-                string l = token[..k], r = token[k..];
-                if (rankOf.ContainsKey(l) && rankOf.ContainsKey(r)) local.Add((l, r));
-            }
-            local.Sort((a, b) => rankOf[a.L] != rankOf[b.L] ? rankOf[a.L].CompareTo(rankOf[b.L]) : rankOf[a.R].CompareTo(rankOf[b.R]));
-            merges.AddRange(local);
+                if (lookup.TryGetValue(token.AsSpan(0, k), out int l) && lookup.TryGetValue(token.AsSpan(k), out int r)) local.Add((l, r));
+            local.Sort();
+            foreach (var (l, r) in local) merges.Add((ranks[l], ranks[r]));
         }
         return merges;
     }

@@ -60,12 +60,36 @@ public class TokenizeCliTests
         var c = TokenizerFixtures.ReadJsonl("encode.jsonl").First(x => x.GetProperty("text").GetString()!.Length > 5000);
         File.WriteAllText(dir.File("t.txt"), c.GetProperty("text").GetString());
         var expected = string.Join(' ', TokenizerFixtures.Ids(c.GetProperty("ids")));
-        foreach (var tokenizer in new[] { TokenizerFixtures.ModelPath, TokenizerFixtures.DerivedJsonPath, TokenizerFixtures.DerivedGgufPath })
+        foreach (var tokenizer in new[] { TokenizerFixtures.ModelPath, TokenizerFixtures.DerivedGgufPath })
         {
             var (code, stdout, err) = Run("tokenize", "-t", tokenizer, "--file", dir.File("t.txt"));
             Assert.True(code == 0, err);
             Assert.Equal(expected, stdout.Trim());
         }
+    }
+
+    [Fact]
+    public void Tokenize_large_file_on_all_cores_gives_the_serial_ids()
+    {
+        using var dir = new Fixtures.TempDir();
+        var texts = TokenizerFixtures.ReadJsonl("encode.jsonl").Select(c => c.GetProperty("text").GetString()!).ToList();
+        var sb = new System.Text.StringBuilder();
+        while (sb.Length < 1_100_000) sb.AppendJoin('\n', texts).Append('\n');
+        File.WriteAllText(dir.File("big.txt"), sb.ToString());
+        var (code, stdout, err) = Run("tokenize", "-t", TokenizerFixtures.ModelPath, "--file", dir.File("big.txt"), "--bos");
+        Assert.True(code == 0, err);
+        var expected = TokenizerFixtures.Tiktoken.Encode(File.ReadAllText(dir.File("big.txt")), bos: true, eos: false);
+        Assert.Equal(string.Join(' ', expected), stdout.Trim());
+    }
+
+    [Fact]
+    public void Tokenize_file_with_invalid_utf8_uses_replacement_characters()
+    {
+        using var dir = new Fixtures.TempDir();
+        File.WriteAllBytes(dir.File("bad.txt"), [(byte)'a', 0xC0, 0x80, (byte)'b', 0xE4]);
+        var (code, stdout, err) = Run("tokenize", "-t", TokenizerFixtures.ModelPath, "--file", dir.File("bad.txt"));
+        Assert.True(code == 0, err);
+        Assert.Equal(string.Join(' ', TokenizerFixtures.Tiktoken.Encode("a\uFFFD\uFFFDb\uFFFD")), stdout.Trim());
     }
 
     [Fact]

@@ -90,6 +90,24 @@ public class TokenizerBadInputTests
     }
 
     [Fact]
+    public void Tokenizer_json_with_pair_merges_and_llama3_style_split_loads()
+    {
+        using var dir = new Fixtures.TempDir();
+        var vocab = string.Join(", ", Enumerable.Range(0, 256).Select(b => $"{System.Text.Json.JsonSerializer.Serialize(ByteLevel.Encode([(byte)b]))}: {b}"));
+        string pattern = System.Text.Json.JsonSerializer.Serialize(Llama4Tokenizer.Llama4Pattern);
+        File.WriteAllText(dir.File("tokenizer.json"),
+            "{\"added_tokens\": [{\"id\": 258, \"content\": \"<|eot|>\", \"special\": true}], \"normalizer\": null," +
+            "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [" +
+            "{\"type\": \"Split\", \"pattern\": {\"Regex\": " + pattern + "}, \"behavior\": \"Removed\", \"invert\": true}," +
+            "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}," +
+            "\"model\": {\"type\": \"BPE\", \"vocab\": {" + vocab + ", \"ab\": 256, \"abc\": 257}, \"merges\": [[\"a\", \"b\"], [\"ab\", \"c\"]]}}");
+        var tok = Llama4Tokenizer.Load(dir.File("tokenizer.json"));
+        Assert.Equal(new[] { 257, (int)'d', 258 }, tok.Encode("abcd<|eot|>", allowSpecial: true));
+        Assert.Equal(259, tok.VocabSize);
+        Assert.Equal(258, tok.EotId);
+    }
+
+    [Fact]
     public void Malformed_tokenizer_json_is_rejected()
     {
         using var dir = new Fixtures.TempDir();

@@ -155,3 +155,28 @@ public class ImageDecoderTests
         return -1;
     }
 }
+
+public class ImageInputTests
+{
+    [Fact]
+    public void DataUrlsDecodeLikeTheFile()
+    {
+        var bytes = File.ReadAllBytes(Fixtures.Vision("images/small.png"));
+        var fromUrl = ImageInput.Load("data:image/png;base64," + Convert.ToBase64String(bytes), "image 1");
+        var fromFile = ImageInput.Load(Fixtures.Vision("images/small.png"));
+        Assert.Equal(fromFile.Pixels, fromUrl.Pixels);
+    }
+
+    [Theory]
+    [InlineData("http://example.com/cat.png", "not fetched")]
+    [InlineData("https://example.com/cat.png", "not fetched")]
+    [InlineData("data:image/png;base64,@@@@", "invalid base64")]
+    [InlineData("data:image/png,rawdata", "not base64")]
+    [InlineData("data:text/plain;base64,aGVsbG8=", "not an image")]
+    [InlineData("data:image/png;base64", "malformed")]
+    public void BadSourcesAreRefused(string source, string expected)
+    {
+        var e = Assert.Throws<ImageDecodeException>(() => ImageInput.Load(source, "image 1"));
+        Assert.Contains(expected, e.Message);
+    }
+}

@@ -113,6 +113,25 @@ public class PreprocessTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 1, 1, 1)]
+    [InlineData(3000, 2, 9, 1)] // 9 columns already fit without shrinking (scale 1.008)
+    [InlineData(2, 3000, 1, 9)]
+    [InlineData(2000, 1500, 4, 3)]
+    [InlineData(1400, 1400, 4, 4)] // too large for 16 tiles: shrunk to 1344×1344
+    public void ExtremeSizesPreprocessIntoValidTiles(int w, int h, int cols, int rows)
+    {
+        var rng = new Random(w * 7 + h);
+        var pixels = new byte[w * h * 3];
+        rng.NextBytes(pixels);
+        var pre = ImagePreprocessor.Preprocess(new RgbImage(w, h, pixels));
+        Assert.Equal((cols, rows), (pre.RatioW, pre.RatioH));
+        Assert.Equal(cols * rows + (cols * rows > 1 ? 1 : 0), pre.TileCount);
+        Assert.Equal(pre.TileCount * 3 * 336 * 336, pre.Pixels.Length);
+        Assert.True(pre.ResizedWidth <= 336 * cols && pre.ResizedHeight <= 336 * rows && pre.ResizedWidth >= 1 && pre.ResizedHeight >= 1);
+        Assert.All(pre.Pixels, v => Assert.InRange(v, -1f, 1f));
+    }
+
     [Fact]
     public void NormalisationTableMatchesMeta()
     {

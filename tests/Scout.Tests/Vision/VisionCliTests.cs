@@ -77,4 +77,26 @@ public class VisionCliTests
         Assert.Contains("bad.png", err);
         Assert.StartsWith("error:", err.Trim());
     }
+
+    [Fact]
+    public void ImagesWithoutPatchTokensAreAnError()
+    {
+        using var tmp = new Fixtures.TempDir();
+        File.WriteAllText(tmp.File("t.json"), "{\"input_ids\": [416, 421, 137, 422]}");
+        var (code, err) = Run("logits", "--model", Fixtures.Vision(), "--tokens", tmp.File("t.json"), "--out", tmp.File("x.f32"),
+            "--image", Fixtures.Vision("images/synthetic.png"));
+        Assert.Equal(1, code);
+        Assert.Contains("no <|patch|> tokens", err);
+    }
+
+    [Fact]
+    public void ImagesWithATextOnlyModelAreAnError()
+    {
+        using var tmp = new Fixtures.TempDir();
+        File.WriteAllText(tmp.File("t.json"), "{\"input_ids\": [1, 2, 3]}");
+        var (code, err) = Run("logits", "--model", Fixtures.Text("scout-tiny"), "--tokens", tmp.File("t.json"), "--out", tmp.File("x.f32"),
+            "--image", Fixtures.Vision("images/synthetic.png"));
+        Assert.Equal(1, code);
+        Assert.Contains("no vision weights", err);
+    }
 }

@@ -101,6 +101,25 @@ public class VisionEncoderTests(VisionModelFixture fixture, ITestOutputHelper ou
     }
 
     [Fact]
+    public void TextOnlyCheckpointsSayTheyHaveNoVisionWeights()
+    {
+        using var hf = Checkpoint.Open(Fixtures.Text("scout-tiny"));
+        Assert.False(VisionEncoder.IsPresent(hf));
+        Assert.Contains("no vision weights", Assert.Throws<Scout.Formats.ModelLoadException>(() => VisionEncoder.Load(hf)).Message);
+        using var gguf = Checkpoint.Open(Fixtures.Text("scout-tiny", "model.gguf"));
+        Assert.Contains("mmproj", Assert.Throws<Scout.Formats.ModelLoadException>(() => VisionEncoder.Load(gguf)).Message);
+    }
+
+    [Fact]
+    public void VisionWeightBytesAreCounted()
+    {
+        using var ckpt = Checkpoint.Open(Fixtures.Vision());
+        long counted = VisionEncoder.CountWeightBytes(ckpt);
+        Assert.Equal(counted, Model.Vision.WeightBytes);
+        Assert.True(counted > 0 && counted < new FileInfo(Fixtures.Vision("model.safetensors")).Length);
+    }
+
+    [Fact]
     public void ImageTokenIdsComeFromTheConfig()
     {
         Assert.Equal(new ImageTokenIds(496, 497, 506, 508, 500, 501), Model.ImageTokens);
