@@ -62,15 +62,19 @@ public class QuantizeFixtureTests(ITestOutputHelper output)
         return LogitStats.Compare(Fixtures.ReadF32(Fixtures.Text(model, "logits.f32")), logits, m.Config.VocabSize);
     }
 
-    // Bounds set from measured values with headroom (measured: KL mean / top-1):
-    //   scout-tiny    Q8_0 0.0012 / 95.0 %, Q4_0 0.61 / 55.0 %, Q4_K_M 0.245 / 77.5 %
-    //   maverick-tiny Q8_0 0.042 / 94.0 %,  Q4_0 0.48 / 58.0 %, Q4_K_M 0.155 / 68.0 %
+    // Bounds set from measured values with headroom (measured: KL mean / top-1), with the integer kernels, which
+    // quantize activations to 8 bits as llama.cpp does:
+    //   scout-tiny    Q8_0 0.0151 / 97.5 %, Q4_0 0.61 / 52.5 %, Q4_K_M 0.245 / 77.5 %
+    //   maverick-tiny Q8_0 0.053 / 94.0 %,  Q4_0 0.49 / 58.0 %, Q4_K_M 0.153 / 70.0 %
+    // (Dequantize-then-float-dot gave Q8_0 0.0012 on scout-tiny; 8-bit activations add rounding that flips a few
+    // top-1 router choices in these tiny models; llama.cpp on the same Q8_0 file was measured at KL 0.0185 from
+    // Scout's float-activation result.)
     // For scale: Meta's own bf16-rounded weights give KL 0.00024 / 100 % (scout) and 0.014 / 98 % (maverick) —
     // these random tiny models are very sensitive (router decisions flip). Rows of 40..160 values put most tensors
     // on 32-block fallbacks, exactly as llama-quantize would choose.
     public static TheoryData<string, string, string, double, double> Cases() => new()
     {
-        { "scout-tiny", "model.safetensors", "Q8_0", 0.005, 0.90 },
+        { "scout-tiny", "model.safetensors", "Q8_0", 0.03, 0.90 },
         { "scout-tiny", "model.gguf", "Q4_0", 1.0, 0.45 },
         { "scout-tiny", "model.safetensors", "Q4_K_M", 0.5, 0.60 },
         { "maverick-tiny", "model.gguf", "Q8_0", 0.1, 0.90 },

@@ -373,14 +373,16 @@ internal static unsafe partial class DotKernels
         return Vector256.Create(raw, System.Runtime.Intrinsics.Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte()) & mask;
     }
 
+    // Batch invariance: the single-token AVX2 kernels accumulate in exactly the order of their four-token prefill
+    // twins (DotKernelsMultiToken.cs): one FMA chain per token, blocks in order, the offset correction per 8-block
+    // batch. A token's result then does not depend on how many tokens share the call, so prefill, decode and
+    // continuous batching give bit-identical logits (8-bit activation rounding turns 1-ulp differences into ~1e-3).
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4_0Avx2(byte* w, sbyte* q, float* d, int* sums, int blocks)
     {
         var mask = Vector256.Create((byte)0x0F);
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        var acc2 = Vector256<float>.Zero;
-        var acc3 = Vector256<float>.Zero;   // four chains hide the FMA latency
+        var acc = Vector256<float>.Zero;
         var correction = Vector256<float>.Zero;
         float* s = stackalloc float[8];
         int b = 0;
@@ -388,28 +390,21 @@ internal static unsafe partial class DotKernels
         for (; b + 8 <= blocks; b += 8)
         {
             byte* blk = w + b * 18;
-            sbyte* a = q + b * 32;
             var scales = HalfToFloat8(blk, 18) * Vector256.Load(d + b);
             correction = Fma.MultiplyAdd(scales, Avx.ConvertToVector256Single(Vector256.Load(sums + b)), correction);
             scales.Store(s);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 2, mask), Vector256.Load(a))), Vector256.Create(s[0]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 20, mask), Vector256.Load(a + 32))), Vector256.Create(s[1]), acc1);
-            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 38, mask), Vector256.Load(a + 64))), Vector256.Create(s[2]), acc2);
-            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 56, mask), Vector256.Load(a + 96))), Vector256.Create(s[3]), acc3);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 74, mask), Vector256.Load(a + 128))), Vector256.Create(s[4]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 92, mask), Vector256.Load(a + 160))), Vector256.Create(s[5]), acc1);
-            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 110, mask), Vector256.Load(a + 192))), Vector256.Create(s[6]), acc2);
-            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 128, mask), Vector256.Load(a + 224))), Vector256.Create(s[7]), acc3);
+            for (int i = 0; i < 8; i++)
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 18 * i + 2, mask), Vector256.Load(q + (b + i) * 32))), Vector256.Create(s[i]), acc);
         }
         float tailCorrection = 0;
         for (; b < blocks; b++)
         {
             byte* blk = w + b * 18;
             float sc = Half(blk) * d[b];
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 2, mask), Vector256.Load(q + b * 32))), Vector256.Create(sc), acc0);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MulAdd8(UnpackQ4_0(blk + 2, mask), Vector256.Load(q + b * 32))), Vector256.Create(sc), acc);
             tailCorrection += sc * sums[b];
         }
-        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3)) - 8 * (Vector256.Sum(correction) + tailCorrection);
+        return Vector256.Sum(acc) - 8 * (Vector256.Sum(correction) + tailCorrection);
     }
 
     /// <summary>|w| · (a with w's sign) keeps vpmaddubsw's unsigned operand in 0..128.</summary>
@@ -423,32 +418,22 @@ internal static unsafe partial class DotKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q8_0Avx2(byte* w, sbyte* q, float* d, int blocks)
     {
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        var acc2 = Vector256<float>.Zero;
-        var acc3 = Vector256<float>.Zero;
+        var acc = Vector256<float>.Zero;
         float* s = stackalloc float[8];
         int b = 0;
         for (; b + 8 <= blocks; b += 8)
         {
             byte* blk = w + b * 34;
-            sbyte* a = q + b * 32;
             (HalfToFloat8(blk, 34) * Vector256.Load(d + b)).Store(s);
-            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 2, a), Vector256.Create(s[0]), acc0);
-            acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 36, a + 32), Vector256.Create(s[1]), acc1);
-            acc2 = Fma.MultiplyAdd(Q8_0Block(blk + 70, a + 64), Vector256.Create(s[2]), acc2);
-            acc3 = Fma.MultiplyAdd(Q8_0Block(blk + 104, a + 96), Vector256.Create(s[3]), acc3);
-            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 138, a + 128), Vector256.Create(s[4]), acc0);
-            acc1 = Fma.MultiplyAdd(Q8_0Block(blk + 172, a + 160), Vector256.Create(s[5]), acc1);
-            acc2 = Fma.MultiplyAdd(Q8_0Block(blk + 206, a + 192), Vector256.Create(s[6]), acc2);
-            acc3 = Fma.MultiplyAdd(Q8_0Block(blk + 240, a + 224), Vector256.Create(s[7]), acc3);
+            for (int i = 0; i < 8; i++)
+                acc = Fma.MultiplyAdd(Q8_0Block(blk + 34 * i + 2, q + (b + i) * 32), Vector256.Create(s[i]), acc);
         }
         for (; b < blocks; b++)
         {
             byte* blk = w + b * 34;
-            acc0 = Fma.MultiplyAdd(Q8_0Block(blk + 2, q + b * 32), Vector256.Create(Half(blk) * d[b]), acc0);
+            acc = Fma.MultiplyAdd(Q8_0Block(blk + 2, q + b * 32), Vector256.Create(Half(blk) * d[b]), acc);
         }
-        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3));
+        return Vector256.Sum(acc);
     }
 
     // vpshufb masks broadcasting 16-bit lane k of each 128-bit half to the whole half.

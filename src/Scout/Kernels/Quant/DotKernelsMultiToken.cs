@@ -11,9 +11,12 @@ namespace Scout.Kernels.Quant;
 /// </summary>
 internal static unsafe partial class DotKernels
 {
-    /// <summary>Whether <see cref="Dot4"/> has a four-token kernel for this type on this path.</summary>
+    /// <summary>
+    /// Whether <see cref="Dot4"/> has a four-token kernel for this type on this path. Only the AVX2 path: its
+    /// single-token kernels sum in the same order, so results do not depend on the batch (see DotKernels.Q4_0Avx2).
+    /// </summary>
     public static bool HasFourTokenKernel(Scout.Tensors.TensorType type, KernelPath path)
-        => path is KernelPath.Avx2 or KernelPath.Avx512 && Avx2.IsSupported && Fma.IsSupported
+        => path is KernelPath.Avx2 && Avx2.IsSupported && Fma.IsSupported
            && type is Scout.Tensors.TensorType.Q4_0 or Scout.Tensors.TensorType.Q8_0 or Scout.Tensors.TensorType.Q4_K;
 
     /// <summary>
