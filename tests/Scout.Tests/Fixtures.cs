@@ -65,3 +65,15 @@ public static class LogitAssert
         return best;
     }
 }
+
+/// <summary>Runs the `scout` CLI in-process and captures its exit code and output.</summary>
+public static class ScoutCli
+{
+    public static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = Scout.Cli.Program.Run(args, o, e, new StringReader(""));
+        return (code, o.ToString(), e.ToString());
+    }
+}

@@ -5,13 +5,7 @@ namespace Scout.Tests.Cli;
 
 public class BenchCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e, new StringReader(""));
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => ScoutCli.Run(args);
 
     [Fact]
     public void ReportsSpeedsAndActiveBytesAsJson()

@@ -8,13 +8,7 @@ namespace Scout.Tests.Planning;
 /// <summary>`scout plan --images N [--image-size WxH]`: image tokens in the context, vision weights and image buffers in the totals.</summary>
 public class ImagePlanTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => ScoutCli.Run(args);
 
     private static readonly Device EightyGiB = Devices.Custom(80L << 30);
 

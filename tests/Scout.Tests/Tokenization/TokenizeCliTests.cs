@@ -5,13 +5,7 @@ namespace Scout.Tests.Tokenization;
 
 public class TokenizeCliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => ScoutCli.Run(args);
 
     [Fact]
     public void Tokenize_jsonl_writes_one_ids_line_per_input_line_in_order()
