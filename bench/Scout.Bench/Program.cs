@@ -22,10 +22,14 @@ switch (args.FirstOrDefault())
 {
     case "gen":
     {
-        var shape = SynthShape.Parse(opts.Get("shape", "bench-1b"));
-        string type = opts.Get("type", "Q4_0"), output = opts.Get("out", $"{shape.Name}-{type}.gguf");
+        // The product's own generator (`scout synth`): random weights through Scout's quantizers and GGUF writer,
+        // so every file llama.cpp loads here is a Scout-written GGUF.
+        string shapeName = opts.Get("shape", "bench-1b");
+        if (!Scout.Quantization.SynthShape.Presets.TryGetValue(shapeName, out var shape))
+            throw new ArgumentException($"unknown shape {shapeName} ({string.Join(", ", Scout.Quantization.SynthShape.Presets.Keys)})");
+        string type = opts.Get("type", "Q4_0"), output = opts.Get("out", $"{shapeName}-{type}.gguf");
         var sw = Stopwatch.StartNew();
-        SyntheticGguf.Write(output, shape, type);
+        Scout.Quantization.SyntheticModel.Write(output, shape, Scout.Quantization.QuantMix.Parse(type), opts.GetInt("seed", 7));
         Console.WriteLine($"wrote {output}: {new FileInfo(output).Length / 1048576.0:F1} MiB in {sw.Elapsed.TotalSeconds:F1} s");
         return 0;
     }
