@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 
 namespace Scout.Kernels;
@@ -56,6 +59,45 @@ public static class Ops
     }
 
     public static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
+
+    /// <summary>Σ a·b for short vectors (a head's 64–128 values): inlined FMA loop without TensorPrimitives' call overhead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        if (b.Length < a.Length) throw new ArgumentException("vectors differ in length");
+        ref float ra = ref MemoryMarshal.GetReference(a), rb = ref MemoryMarshal.GetReference(b);
+        int n = a.Length, i = 0;
+        float sum = 0;
+        if (Vector256.IsHardwareAccelerated && n >= 16)
+        {
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), Vector256.LoadUnsafe(ref rb, (nuint)i), acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i + 8), Vector256.LoadUnsafe(ref rb, (nuint)i + 8), acc1);
+            }
+            sum = Vector256.Sum(acc0 + acc1);
+        }
+        for (; i < n; i++) sum += Unsafe.Add(ref ra, i) * Unsafe.Add(ref rb, i);
+        return sum;
+    }
+
+    /// <summary>dst += w·src for short vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void AddScaled(Span<float> dst, ReadOnlySpan<float> src, float w)
+    {
+        if (src.Length < dst.Length) throw new ArgumentException("vectors differ in length");
+        ref float rd = ref MemoryMarshal.GetReference(dst), rs = ref MemoryMarshal.GetReference(src);
+        int n = dst.Length, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vw = Vector256.Create(w);
+            for (; i + 8 <= n; i += 8)
+                Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rs, (nuint)i), vw, Vector256.LoadUnsafe(ref rd, (nuint)i)).StoreUnsafe(ref rd, (nuint)i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref rd, i) += w * Unsafe.Add(ref rs, i);
+    }
 }
 
 /// <summary>Plain scalar versions of the kernels: the reference the SIMD code is tested against.</summary>

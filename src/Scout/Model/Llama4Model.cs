@@ -277,34 +277,42 @@ public sealed class Llama4Model : IDisposable
     private void AttendAll(float[] q, float[] k, float[] v, SegmentRows rows, KvCache.LayerCache[] caches, bool chunked, float[] output)
     {
         var c = Config;
-        int hd = c.HeadDim, heads = c.NumHeads, qDim = c.QDim, kvDim = c.KvDim;
-        int group = heads / c.NumKvHeads;
+        int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim, kvHeads = c.NumKvHeads;
+        int group = c.NumHeads / kvHeads;
         float scale = 1f / MathF.Sqrt(hd);
         int chunk = c.AttentionChunkSize;
 
-        WorkerPool.Shared.For(rows.Count * heads, job =>
+        // One job per (token, KV head): the query heads sharing that KV head are done together, so every key and
+        // value row is read once per group rather than once per query head.
+        WorkerPool.Shared.For(rows.Count * kvHeads, job =>
         {
-            int t = job / heads, head = job % heads, kvHead = head / group;
+            int t = job / kvHeads, kvHead = job % kvHeads;
             int s = rows.Segment[t];
             int start = rows.Start[s], rowOffset = rows.Offset[s];
             var lc = caches[s];
             int pos = rows.Position(t);
             int from = AttentionMath.FirstVisibleKey(pos, chunked, chunk);
             int count = pos - from + 1;
-            var qh = new ReadOnlySpan<float>(q, t * qDim + head * hd, hd);
-            var outh = new Span<float>(output, t * qDim + head * hd, hd);
-            float[] scores = ArrayPool<float>.Shared.Rent(count);
+            int firstHead = kvHead * group;
+            float[] scores = ArrayPool<float>.Shared.Rent(group * count);
             try
             {
                 for (int kp = from; kp <= pos; kp++)
-                    scores[kp - from] = TensorPrimitives.Dot(qh, KeyOrValue(k, lc.K, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd)) * scale;
-                var sc = scores.AsSpan(0, count);
-                Ops.Softmax(sc);
-                outh.Clear();
+                {
+                    var key = KeyOrValue(k, lc.K, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
+                    for (int g = 0; g < group; g++)
+                        scores[g * count + kp - from] = Ops.Dot(new ReadOnlySpan<float>(q, t * qDim + (firstHead + g) * hd, hd), key) * scale;
+                }
+                for (int g = 0; g < group; g++)
+                {
+                    Ops.Softmax(scores.AsSpan(g * count, count));
+                    output.AsSpan(t * qDim + (firstHead + g) * hd, hd).Clear();
+                }
                 for (int kp = from; kp <= pos; kp++)
                 {
-                    var vh = KeyOrValue(v, lc.V, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
-                    TensorPrimitives.MultiplyAdd(vh, sc[kp - from], outh, outh);
+                    var value = KeyOrValue(v, lc.V, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
+                    for (int g = 0; g < group; g++)
+                        Ops.AddScaled(output.AsSpan(t * qDim + (firstHead + g) * hd, hd), value, scores[g * count + kp - from]);
                 }
             }
             finally

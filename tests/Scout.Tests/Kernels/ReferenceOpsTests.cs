@@ -30,6 +30,25 @@ public unsafe class ReferenceOpsTests
         for (int i = 0; i < n; i++) Assert.Equal(expected[i], actual[i], 1e-5f);
     }
 
+    [Theory]
+    [InlineData(16)]
+    [InlineData(64)]
+    [InlineData(128)]
+    [InlineData(67)]
+    [InlineData(5)]
+    public void HeadDotAndAddScaledMatchScalar(int n)
+    {
+        var a = Random(n, 11, 2);
+        var b = Random(n, 12, 2);
+        double expected = 0;
+        for (int i = 0; i < n; i++) expected += (double)a[i] * b[i];
+        Assert.Equal(expected, Ops.Dot(a, b), 1e-4);
+        var dst = Random(n, 13);
+        var want = dst.Select((d, i) => d + 0.37f * b[i]).ToArray();
+        Ops.AddScaled(dst, b, 0.37f);
+        for (int i = 0; i < n; i++) Assert.Equal(want[i], dst[i], 1e-5f);
+    }
+
     [Fact]
     public void SoftmaxMatchesScalar()
     {
