@@ -13,10 +13,10 @@ public class LlamaCppBlockTests
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
         {
-            var candidate = Path.Combine(dir.FullName, "tests", "Scout.Tests", "Quant", "Data", "llamacpp-blocks.bin");
+            var candidate = Path.Combine(dir.FullName, "tests", "Scout.Tests", "Quant", "Data", "llamacpp-blocks.dat");
             if (File.Exists(candidate)) return candidate;
         }
-        throw new FileNotFoundException("tests/Scout.Tests/Quant/Data/llamacpp-blocks.bin not found above the test binaries");
+        throw new FileNotFoundException("tests/Scout.Tests/Quant/Data/llamacpp-blocks.dat not found above the test binaries");
     }
 
     private static Dictionary<TensorType, (float[] Source, byte[] Encoded, int Rows, int Cols)> Load()
