@@ -91,8 +91,6 @@ internal sealed class SequenceRun
             }
             else
             {
-                if ((uint)tokens[t] >= (uint)model.Config.VocabSize)
-                    throw new ArgumentException($"token id {tokens[t]} is outside the vocabulary (0..{model.Config.VocabSize - 1})");
                 model.Weights.Embed(tokens[t], h.Slice(t * d, d));
             }
         }

@@ -60,16 +60,15 @@ public sealed class Llama4Model : IDisposable
 
     /// <summary>Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache.</summary>
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
+        => ForwardEmbeddings(EmbedTokens(tokens), tokens.Length, cache, logits, mode);
+
+    /// <summary>The token embeddings [n, hidden] of <paramref name="tokens"/> (ids checked against the vocabulary).</summary>
+    public float[] EmbedTokens(ReadOnlySpan<int> tokens)
     {
-        int n = tokens.Length, d = Config.HiddenSize;
-        var h = new float[n * d];
-        for (int t = 0; t < n; t++)
-        {
-            if ((uint)tokens[t] >= (uint)Config.VocabSize)
-                throw new ArgumentException($"token id {tokens[t]} is outside the vocabulary (0..{Config.VocabSize - 1})");
-            Weights.Embed(tokens[t], h.AsSpan(t * d, d));
-        }
-        ForwardEmbeddings(h, n, cache, logits, mode);
+        int d = Config.HiddenSize;
+        var h = new float[tokens.Length * d];
+        for (int t = 0; t < tokens.Length; t++) Weights.Embed(tokens[t], h.AsSpan(t * d, d));
+        return h;
     }
 
     /// <summary>
@@ -88,17 +87,9 @@ public sealed class Llama4Model : IDisposable
     {
         if (tokens.Length != caches.Count)
             throw new ArgumentException($"{tokens.Length} tokens for {caches.Count} caches: a batch step takes one token per sequence");
-        int n = tokens.Length, d = Config.HiddenSize;
-        var h = new float[n * d];
-        var segments = new BatchSegment[n];
-        for (int i = 0; i < n; i++)
-        {
-            if ((uint)tokens[i] >= (uint)Config.VocabSize)
-                throw new ArgumentException($"token id {tokens[i]} is outside the vocabulary (0..{Config.VocabSize - 1})");
-            Weights.Embed(tokens[i], h.AsSpan(i * d, d));
-            segments[i] = new BatchSegment(caches[i], 1);
-        }
-        ForwardSegments(h, segments, logits, LogitsMode.Last);
+        var segments = new BatchSegment[tokens.Length];
+        for (int i = 0; i < segments.Length; i++) segments[i] = new BatchSegment(caches[i], 1);
+        ForwardSegments(EmbedTokens(tokens), segments, logits, LogitsMode.Last);
     }
 
     /// <summary>

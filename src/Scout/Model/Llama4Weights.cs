@@ -218,9 +218,12 @@ public sealed unsafe class Llama4Weights
         };
     }
 
-    /// <summary>Writes the embedding of <paramref name="token"/> into <paramref name="dst"/>.</summary>
+    /// <summary>Writes the embedding of <paramref name="token"/> into <paramref name="dst"/> (ids outside the vocabulary are refused).</summary>
     public void Embed(int token, Span<float> dst)
     {
+        long vocab = Embedding.Shape[0];
+        if ((uint)token >= (ulong)vocab)
+            throw new ArgumentException($"token id {token} is outside the vocabulary (0..{vocab - 1})");
         long rowBytes = Embedding.Type.RowBytes(dst.Length);
         Dequantize.ToFloat(Embedding.Type, new ReadOnlySpan<byte>(Embedding.Data + token * rowBytes, (int)rowBytes), dst);
     }

@@ -20,7 +20,7 @@ public static class MultimodalPrompt
     /// </summary>
     public static float[] Embed(Llama4Model text, ReadOnlySpan<int> tokens, ReadOnlySpan<float> imageEmbeddings, int patchTokenId)
     {
-        int d = text.Config.HiddenSize, vocab = text.Config.VocabSize;
+        int d = text.Config.HiddenSize;
         if (imageEmbeddings.Length % d != 0)
             throw new ArgumentException($"image embeddings hold {imageEmbeddings.Length} floats, not a multiple of the hidden size {d}");
         int rows = imageEmbeddings.Length / d;
@@ -39,8 +39,6 @@ public static class MultimodalPrompt
             }
             else
             {
-                if ((uint)tokens[t] >= (uint)vocab)
-                    throw new ArgumentException($"token id {tokens[t]} is outside the vocabulary (0..{vocab - 1})");
                 text.Weights.Embed(tokens[t], dst);
             }
         }
