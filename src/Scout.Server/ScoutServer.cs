@@ -63,6 +63,10 @@ public sealed class ScoutServer : IAsyncDisposable
 
     public async Task StartAsync(CancellationToken cancellation = default)
     {
+        // Decoding keeps the cores busy (the batch thread and the spinning kernel workers), so the thread pool would
+        // otherwise grow one thread per ~0.5 s while requests wait: start it with enough threads to answer at once.
+        ThreadPool.GetMinThreads(out int workers, out int io);
+        ThreadPool.SetMinThreads(Math.Max(workers, 16), Math.Max(io, 16));
         await _app.StartAsync(cancellation).ConfigureAwait(false);
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         Url = addresses.First().Replace("[::]", "localhost", StringComparison.Ordinal);

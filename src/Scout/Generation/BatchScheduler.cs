@@ -100,7 +100,9 @@ public sealed class BatchScheduler : IDisposable
         var job = new Job(request, cancellation);
         lock (_lock)
         {
-            if (_active.Count >= Options.Parallel && _queue.Count >= Options.QueueLimit)
+            // Capacity is slots + queue, counted over admitted and not-yet-admitted jobs alike: a job stays in the queue
+            // until the loop admits it between steps, so testing the two separately would let a burst slip past.
+            if (_active.Count + _queue.Count >= Options.Parallel + Options.QueueLimit)
             {
                 Metrics.Reject();
                 throw new QueueFullException($"the server is busy: {_active.Count} sequences running and {_queue.Count} waiting (limit {Options.QueueLimit})");

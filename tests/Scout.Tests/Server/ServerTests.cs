@@ -421,12 +421,13 @@ public class ServerQueueTests
     {
         using var model = Scout.Model.Llama4Model.Load(Fixtures.Text("scout-tiny", "model.safetensors"));
         using var engine = new ScoutEngine(model, new TokenizerBundle(StandInTokenizer.Instance, StandInChatFormat.Instance),
-            new SchedulerOptions { Parallel = 1, QueueLimit = 0, MaxContext = 2048 });
-        await using var server = new ScoutServer(engine, new ServerOptions { Port = 0 });
+            new SchedulerOptions { Parallel = 1, QueueLimit = 0, MaxContext = 16384 });
+        await using var server = new ScoutServer(engine, new ServerOptions { Port = 0, Limits = new RequestLimits { MaxTokens = 16000 } });
         await server.StartAsync();
         using var http = new HttpClient { BaseAddress = new Uri(server.Url) };
-        string Body(int max) => JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = "x" } }, max_tokens = max, stream = true });
-        using var first = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(Body(1500), Encoding.UTF8, "application/json") },
+        // ignore_eos and 16,000 tokens (many seconds; the test ends it by disconnecting): the first request must still be running when the second arrives, whatever the random model samples.
+        string Body(int max) => JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = "x" } }, max_tokens = max, stream = true, ignore_eos = true });
+        using var first = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(Body(16000), Encoding.UTF8, "application/json") },
             HttpCompletionOption.ResponseHeadersRead);
         var reader = new StreamReader(await first.Content.ReadAsStreamAsync());
         await reader.ReadLineAsync(); // the first is running
