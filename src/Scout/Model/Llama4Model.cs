@@ -346,45 +346,68 @@ public sealed class Llama4Model : IDisposable
     private void MixtureOfExperts(LayerWeights w, float[] x, int n, float[] output)
     {
         var c = Config;
-        int d = c.HiddenSize, experts = c.NumExperts;
-        var routerLogits = new float[n * experts];
-        w.Router!.Multiply(x.AsSpan(0, n * d), n, routerLogits);
-
-        FeedForward(w.SharedExpert!, x.AsSpan(0, n * d), n, output.AsSpan(0, n * d));
-
-        var assigned = new List<(int Token, float Weight)>[experts];
-        Span<int> chosen = stackalloc int[c.TopK];
-        for (int t = 0; t < n; t++)
+        int d = c.HiddenSize, experts = c.NumExperts, k = c.TopK;
+        var pool = ArrayPool<float>.Shared;
+        var routerLogits = pool.Rent(n * experts);
+        // Routing table, grouped by expert (counting sort, tokens in order): slot i holds token routed[i] with gate weight gates[i].
+        var routed = ArrayPool<int>.Shared.Rent(n * k);
+        var gates = pool.Rent(n * k);
+        var choice = ArrayPool<int>.Shared.Rent(n * k);
+        var firstSlot = ArrayPool<int>.Shared.Rent(experts + 1);
+        try
         {
-            var r = routerLogits.AsSpan(t * experts, experts);
-            TopK(r, chosen);
-            foreach (int e in chosen)
-                (assigned[e] ??= new()).Add((t, Ops.Sigmoid(r[e])));
-        }
+            w.Router!.Multiply(x.AsSpan(0, n * d), n, routerLogits);
+            FeedForward(w.SharedExpert!, x.AsSpan(0, n * d), n, output.AsSpan(0, n * d));
 
-        for (int e = 0; e < experts; e++)
-        {
-            var list = assigned[e];
-            if (list is null) continue;
-            int m = list.Count;
-            var xin = ArrayPool<float>.Shared.Rent(m * d);
-            var yout = ArrayPool<float>.Shared.Rent(m * d);
-            try
+            Array.Clear(firstSlot, 0, experts + 1);
+            for (int t = 0; t < n; t++)
             {
-                for (int i = 0; i < m; i++)
-                    TensorPrimitives.Multiply(x.AsSpan(list[i].Token * d, d), list[i].Weight, xin.AsSpan(i * d, d));
-                FeedForward(w.Experts![e], xin.AsSpan(0, m * d), m, yout.AsSpan(0, m * d));
-                for (int i = 0; i < m; i++)
+                var top = choice.AsSpan(t * k, k);
+                TopK(routerLogits.AsSpan(t * experts, experts), top);
+                foreach (int e in top) firstSlot[e + 1]++;
+            }
+            for (int e = 0; e < experts; e++) firstSlot[e + 1] += firstSlot[e];
+            Span<int> fill = experts <= 256 ? stackalloc int[experts] : new int[experts];
+            firstSlot.AsSpan(0, experts).CopyTo(fill);
+            for (int t = 0; t < n; t++)
+                foreach (int e in choice.AsSpan(t * k, k))
                 {
-                    var dst = output.AsSpan(list[i].Token * d, d);
-                    TensorPrimitives.Add(dst, yout.AsSpan(i * d, d), dst);
+                    int slot = fill[e]++;
+                    routed[slot] = t;
+                    gates[slot] = Ops.Sigmoid(routerLogits[t * experts + e]);
+                }
+
+            for (int e = 0; e < experts; e++)
+            {
+                int from = firstSlot[e], m = firstSlot[e + 1] - from;
+                if (m == 0) continue;
+                var xin = pool.Rent(m * d);
+                var yout = pool.Rent(m * d);
+                try
+                {
+                    for (int i = 0; i < m; i++)
+                        TensorPrimitives.Multiply(x.AsSpan(routed[from + i] * d, d), gates[from + i], xin.AsSpan(i * d, d));
+                    FeedForward(w.Experts![e], xin.AsSpan(0, m * d), m, yout.AsSpan(0, m * d));
+                    for (int i = 0; i < m; i++)
+                    {
+                        var dst = output.AsSpan(routed[from + i] * d, d);
+                        TensorPrimitives.Add(dst, yout.AsSpan(i * d, d), dst);
+                    }
+                }
+                finally
+                {
+                    pool.Return(xin);
+                    pool.Return(yout);
                 }
             }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(xin);
-                ArrayPool<float>.Shared.Return(yout);
-            }
+        }
+        finally
+        {
+            pool.Return(routerLogits);
+            pool.Return(gates);
+            ArrayPool<int>.Shared.Return(routed);
+            ArrayPool<int>.Shared.Return(choice);
+            ArrayPool<int>.Shared.Return(firstSlot);
         }
     }
 

@@ -52,9 +52,11 @@ public static class EngineBuffers
         if (anyMoe)
         {
             long f = c.IntermediateSize;
-            // Router logits (new per layer), then the shared expert and, one after another, each routed expert on
+            // Router logits and the routing table (pooled), then the shared expert and, one after another, each routed expert on
             // the tokens it was given: at most all n tokens (top-1), each with gate/up buffers and SwiGLU scratch.
-            Add("router logits", "moe", n * c.NumExperts, false);
+            Add("router logits", "moe", n * c.NumExperts, true);
+            // routing table: gate weights, routed tokens and top-k choices (n·k each, 4 bytes), slot starts (experts+1)
+            Add("routing table", "moe", Pooled((long)n * c.TopK) * 3 + Pooled(c.NumExperts + 1), false);
             Add("expert input", "moe", n * d, true);
             Add("expert output", "moe", n * d, true);
             Add("gate", "moe", n * f, true);
