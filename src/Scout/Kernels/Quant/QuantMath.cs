@@ -97,19 +97,26 @@ internal static class QuantMath
         return scale;
     }
 
+    /// <summary>The element of largest magnitude, with its sign (the first one on ties); false for an all-but-zero group.</summary>
+    private static bool SignedMax(int n, ReadOnlySpan<float> x, out float max)
+    {
+        float amax = 0;
+        max = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        return amax >= GroupMaxEps;
+    }
+
     /// <summary>
     /// Symmetric fit x ≈ scale·(L − nmax) with L in [0, 2·nmax) (make_qx_quants, rmse type 1: weights x²), trying
     /// inverse scales −(nmax ± 0.1k)/max and keeping the one with the best weighted least-squares score.
     /// </summary>
     public static float FitSymmetric(int n, int nmax, ReadOnlySpan<float> x, Span<byte> levels)
     {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax) { amax = ax; max = x[i]; }
-        }
-        if (amax < GroupMaxEps)
+        if (!SignedMax(n, x, out float max))
         {
             levels[..n].Clear();
             return 0;
@@ -155,13 +162,7 @@ internal static class QuantMath
     /// </summary>
     public static float FitSymmetricIterative(int n, int nmax, ReadOnlySpan<float> x, Span<byte> levels)
     {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax) { amax = ax; max = x[i]; }
-        }
-        if (amax < GroupMaxEps)
+        if (!SignedMax(n, x, out float max))
         {
             levels[..n].Clear();
             return 0;
