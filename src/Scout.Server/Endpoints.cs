@@ -14,7 +14,8 @@ internal sealed class RunSet : IAsyncDisposable
     private readonly Channel<(int Index, GenerationUpdate Update)> _merged = Channel.CreateUnbounded<(int, GenerationUpdate)>();
     private readonly List<Task> _pumps = new();
 
-    public RunSet(ScoutEngine engine, IReadOnlyList<GenerationRequest> requests, CancellationToken aborted)
+    /// <param name="metrics">Where each sequence's time to first token goes, measured from <paramref name="started"/> (a Stopwatch timestamp).</param>
+    public RunSet(ScoutEngine engine, IReadOnlyList<GenerationRequest> requests, CancellationToken aborted, ServerMetrics? metrics = null, long started = 0)
     {
         _cancel = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         var streams = new List<IAsyncEnumerable<GenerationUpdate>>();
@@ -35,7 +36,16 @@ internal sealed class RunSet : IAsyncDisposable
             {
                 try
                 {
-                    await foreach (var u in streams[index].ConfigureAwait(false)) _merged.Writer.TryWrite((index, u));
+                    bool first = true;
+                    await foreach (var u in streams[index].ConfigureAwait(false))
+                    {
+                        if (first && metrics is not null && (u.Token is not null || u.Text.Length > 0))
+                        {
+                            first = false;
+                            metrics.FirstToken(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+                        }
+                        _merged.Writer.TryWrite((index, u));
+                    }
                 }
                 catch (Exception e)
                 {
@@ -74,6 +84,9 @@ internal abstract class EndpointBase(ScoutEngine engine, RequestLimits limits, S
     protected readonly ServerMetrics Metrics = metrics;
     protected readonly string Id = Guid.NewGuid().ToString("N")[..24];
     protected readonly long Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    protected readonly long Started = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    protected RunSet Runs(IReadOnlyList<GenerationRequest> requests, HttpContext ctx) => new(Engine, requests, ctx.RequestAborted, Metrics, Started);
 
     protected GenerationRequest Checked(GenerationRequest request)
     {
@@ -101,7 +114,7 @@ internal abstract class EndpointBase(ScoutEngine engine, RequestLimits limits, S
 
     protected static async Task Event(HttpContext ctx, JsonNode data)
     {
-        await ctx.Response.WriteAsync("data: " + data.ToJsonString() + "\n\n", ctx.RequestAborted).ConfigureAwait(false);
+        await ctx.Response.WriteAsync("data: " + ServerJson.Write(data) + "\n\n", ctx.RequestAborted).ConfigureAwait(false);
         await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
     }
 
@@ -149,7 +162,7 @@ internal sealed class ChatEndpoint(ScoutEngine engine, RequestLimits limits, Ser
         bool parseTools = call.Options.ToolMode != ToolMode.None && call.Options.Tools.Count > 0;
         string id = "chatcmpl-" + Id;
 
-        await using var runs = new RunSet(Engine, Seeded(request, call.N).ToList(), ctx.RequestAborted);
+        await using var runs = Runs(Seeded(request, call.N).ToList(), ctx);
         var choices = Enumerable.Range(0, call.N).Select(_ => new Choice()).ToArray();
 
         if (!call.Stream)
@@ -290,7 +303,7 @@ internal sealed class CompletionEndpoint(ScoutEngine engine, RequestLimits limit
             requests.AddRange(Seeded(request, call.N));
         }
         string id = "cmpl-" + Id;
-        await using var runs = new RunSet(Engine, requests, ctx.RequestAborted);
+        await using var runs = Runs(requests, ctx);
         var choices = requests.Select(_ => new Choice()).ToArray();
         string EchoText(int i) => echo ? Engine.Tokenizer.Decode(requests[i].Prompt.AsSpan(Engine.Tokenizer.BosId == requests[i].Prompt[0] ? 1 : 0)) : "";
 

@@ -25,6 +25,15 @@ public sealed record ServerOptions
     public RequestLimits Limits { get; init; } = new();
     /// <summary>ASP.NET Core's own log output (off by default: the CLI prints what matters).</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.None;
+    /// <summary>
+    /// Origins whose browser pages may call the API (CORS): exact origins such as "http://localhost:3000", or "*" for
+    /// any. Empty (the default) sends no Access-Control-* headers, so browsers allow same-origin pages only.
+    /// </summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+    /// <summary>Where the model was loaded from (a path), reported by GET /v1/models/{id}.</summary>
+    public string? ModelSource { get; init; }
+    /// <summary>Serve the chat page at GET / (on by default).</summary>
+    public bool WebUi { get; init; } = true;
 }
 
 /// <summary>
@@ -36,7 +45,7 @@ public sealed class ScoutServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ScoutEngine _engine;
     private readonly ServerOptions _options;
-    private readonly ServerMetrics _metrics = new();
+    private readonly ServerMetrics _metrics;
 
     public string Url { get; private set; } = "";
     public ScoutEngine Engine => _engine;
@@ -45,6 +54,10 @@ public sealed class ScoutServer : IAsyncDisposable
     {
         _engine = engine;
         _options = options;
+        foreach (var origin in options.CorsOrigins)
+            if (origin != "*" && !Uri.TryCreate(origin, UriKind.Absolute, out _))
+                throw new ArgumentException($"--cors-origin must be \"*\" or an origin such as http://localhost:3000, got \"{origin}\"");
+        _metrics = new ServerMetrics(engine);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         if (options.LogLevel != LogLevel.None) builder.Logging.AddConsole().SetMinimumLevel(options.LogLevel);
@@ -78,17 +91,22 @@ public sealed class ScoutServer : IAsyncDisposable
     {
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        _metrics.Dispose();
     }
 
     /// <summary>API key, then the route; refusals and unexpected failures become OpenAI-style error bodies.</summary>
     private async Task Guard(HttpContext ctx, Func<Task> next)
     {
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             var path = ctx.Request.Path;
-            if (_options.ApiKey is { } key && !path.StartsWithSegments("/health") && !path.StartsWithSegments("/metrics") && !KeyMatches(ctx, key))
+            if (Cors(ctx)) return; // a preflight, answered
+            if (_options.ApiKey is { } key && !IsPublic(path) && !KeyMatches(ctx, key))
                 throw new ApiException(401, "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.", null, "invalid_api_key");
             await next().ConfigureAwait(false);
+            if (ctx.Request.Method == "POST" && IsGeneration(path))
+                _metrics.RequestDone(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
             if (ctx.Response.StatusCode >= 400 && !ctx.Response.HasStarted)
             {
                 // Routing's own refusals (405 wrong method, ...) get a body in the same format.
@@ -118,13 +136,53 @@ public sealed class ScoutServer : IAsyncDisposable
             {
                 // Mid-stream: an error event, then the stream ends.
                 if (ctx.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true)
-                    await SafeWrite(ctx, $"data: {body.ToJsonString()}\n\n").ConfigureAwait(false);
+                    await SafeWrite(ctx, $"data: {ServerJson.Write(body)}\n\n").ConfigureAwait(false);
                 return;
             }
             ctx.Response.Clear();
             ctx.Response.StatusCode = status;
             await Json(ctx, body).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The page and its assets, /health and /metrics need no key (the page asks for it and sends it itself).</summary>
+    private static bool IsPublic(PathString path)
+        => path.StartsWithSegments("/health") || path.StartsWithSegments("/metrics") || (path.Value is "/" or "" or "/index.html");
+
+    private static bool IsGeneration(PathString path)
+        => path.StartsWithSegments("/v1/chat/completions") || path.StartsWithSegments("/v1/completions") || path.StartsWithSegments("/v1/responses");
+
+    /// <summary>
+    /// CORS: with an allowed Origin, the Access-Control-Allow-Origin header on every answer, and preflights (OPTIONS with
+    /// Access-Control-Request-Method) answered here with 204 and the methods and headers allowed. True when answered.
+    /// </summary>
+    private bool Cors(HttpContext ctx)
+    {
+        var origins = _options.CorsOrigins;
+        string? origin = ctx.Request.Headers.Origin;
+        bool preflight = HttpMethods.IsOptions(ctx.Request.Method) && ctx.Request.Headers.ContainsKey("Access-Control-Request-Method");
+        if (origins.Count == 0 || string.IsNullOrEmpty(origin)) return false;
+        bool any = origins.Contains("*");
+        if (!any && !origins.Any(o => string.Equals(o.TrimEnd('/'), origin, StringComparison.OrdinalIgnoreCase)))
+        {
+            if (!preflight) return false;
+            // A preflight from an origin not allowed: answered without the headers, so the browser refuses the call.
+            ctx.Response.StatusCode = 204;
+            _metrics.Http(204);
+            return true;
+        }
+        var h = ctx.Response.Headers;
+        h.AccessControlAllowOrigin = any ? "*" : origin;
+        if (!any) h.Vary = "Origin";
+        h.AccessControlExposeHeaders = "Content-Type";
+        if (!preflight) return false;
+        h.AccessControlAllowMethods = "GET, POST, OPTIONS";
+        string? asked = ctx.Request.Headers.AccessControlRequestHeaders;
+        h.AccessControlAllowHeaders = string.IsNullOrWhiteSpace(asked) ? "Authorization, Content-Type" : asked;
+        h.AccessControlMaxAge = "600";
+        ctx.Response.StatusCode = 204;
+        _metrics.Http(204);
+        return true;
     }
 
     private static async Task SafeWrite(HttpContext ctx, string text)
@@ -143,24 +201,60 @@ public sealed class ScoutServer : IAsyncDisposable
 
     private void Map(WebApplication app)
     {
-        app.MapGet("/health", () => Results.Json(new { status = "ok", model = _engine.ModelId }));
-        app.MapGet("/metrics", () => Results.Text(_metrics.Prometheus(_engine), "text/plain; version=0.0.4"));
-        app.MapGet("/v1/models", () => Results.Json(new
-        {
-            @object = "list",
-            data = new[] { new { id = _engine.ModelId, @object = "model", created = _engine.Created.ToUnixTimeSeconds(), owned_by = "scout" } },
-        }));
-        app.MapGet("/v1/models/{id}", (string id) => id == _engine.ModelId
-            ? Results.Json(new { id, @object = "model", created = _engine.Created.ToUnixTimeSeconds(), owned_by = "scout" })
-            : throw new ApiException(404, $"The model '{id}' does not exist", "model", "model_not_found"));
+        app.MapGet("/health", ctx => Json(ctx, new JsonObject { ["status"] = "ok", ["model"] = _engine.ModelId }));
+        app.MapGet("/metrics", () => Results.Text(_metrics.Prometheus(), "text/plain; version=0.0.4"));
+        app.MapGet("/v1/models", ctx => Json(ctx, new JsonObject { ["object"] = "list", ["data"] = new JsonArray(ModelJson(details: false)) }));
+        app.MapGet("/v1/models/{**id}", ctx => ctx.Request.RouteValues["id"] as string is var id && id == _engine.ModelId
+            ? Json(ctx, ModelJson(details: true))
+            : throw new ApiException(404, $"The model '{id}' does not exist; this server serves '{_engine.ModelId}'", "model", "model_not_found"));
         app.MapPost("/v1/chat/completions", ctx => new ChatEndpoint(_engine, _options.Limits, _metrics).Handle(ctx));
         app.MapPost("/v1/completions", ctx => new CompletionEndpoint(_engine, _options.Limits, _metrics).Handle(ctx));
+        app.MapPost("/v1/responses", ctx => new ResponsesEndpoint(_engine, _options.Limits, _metrics).Handle(ctx));
+        app.MapGet("/v1/responses/{id}", ctx => throw new ApiException(404,
+            $"responses are not stored by this server (store is not supported), so '{ctx.Request.RouteValues["id"]}' cannot be retrieved", "id", "not_found"));
+        if (_options.WebUi)
+        {
+            app.MapGet("/", WebUi.Serve);
+            app.MapGet("/index.html", WebUi.Serve);
+        }
         app.MapPost("/tokenize", Tokenize);
         app.MapPost("/detokenize", Detokenize);
-        string[] routes = ["/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/v1/models", "/health", "/metrics"];
+        string[] routes = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/tokenize", "/detokenize", "/v1/models", "/health", "/metrics"];
         app.MapFallback(ctx => throw (routes.Contains(ctx.Request.Path.Value?.TrimEnd('/'))
             ? new ApiException(405, $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}", null, "method_not_allowed")
             : new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}", null, "not_found")));
+    }
+
+    /// <summary>The served model: its id, and with details what it was loaded from and how it is served.</summary>
+    private JsonObject ModelJson(bool details)
+    {
+        var o = new JsonObject
+        {
+            ["id"] = _engine.ModelId, ["object"] = "model", ["created"] = _engine.Created.ToUnixTimeSeconds(), ["owned_by"] = "scout",
+        };
+        var c = _engine.Model.Config;
+        var meta = new JsonObject
+        {
+            ["context_length"] = _engine.MaxContext,
+            ["vocab_size"] = c.VocabSize,
+            ["layers"] = c.NumLayers,
+            ["experts"] = c.NumExperts,
+            ["vision"] = _engine.Images is not null,
+            ["parallel"] = _engine.Scheduler.Options.Parallel,
+        };
+        if (details)
+        {
+            var ckpt = _engine.Model.Checkpoint;
+            o["source"] = _options.ModelSource ?? (ckpt is null ? null : ckpt.Files.Count == 1 ? ckpt.Files[0] : ckpt.Folder);
+            if (ckpt is not null)
+            {
+                meta["format"] = ckpt.Format.ToString();
+                meta["files"] = new JsonArray(ckpt.Files.Select(f => (JsonNode)f).ToArray());
+                meta["file_bytes"] = ckpt.FileBytes;
+            }
+        }
+        o["meta"] = meta;
+        return o;
     }
 
     private async Task Tokenize(HttpContext ctx)
@@ -206,7 +300,7 @@ public sealed class ScoutServer : IAsyncDisposable
 
     public static Task Json(HttpContext ctx, JsonNode body)
     {
-        ctx.Response.ContentType = "application/json";
-        return ctx.Response.WriteAsync(body.ToJsonString(), ctx.RequestAborted);
+        ctx.Response.ContentType = "application/json; charset=utf-8";
+        return ctx.Response.WriteAsync(ServerJson.Write(body), ctx.RequestAborted);
     }
 }
