@@ -31,7 +31,60 @@ public static class CliModelLoader
         }
         var c = model.Config;
         long bytes = model.Checkpoint?.FileBytes ?? 0;
+        if (model.Checkpoint is { } ckpt && bytes >= PrefetchThreshold && bytes < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes * 0.9)
+            Prefetch(ctx, ckpt.Files, bytes, interactive);
         ctx.Err.WriteLine($"loaded {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}: {c.NumLayers} layers, {c.NumExperts} experts, {bytes / 1048576.0:F1} MiB mapped in {watch.Elapsed.TotalSeconds:F2} s");
         return model;
+    }
+
+    /// <summary>Weight files at least this big are read through once at load, with progress shown.</summary>
+    public const long PrefetchThreshold = 1L << 30;
+
+    /// <summary>
+    /// Reads the mapped weight files through the page cache once, in order, showing progress: the weights are mapped,
+    /// not copied, so without this a big file would be read from disk page by page during the first request, with
+    /// nothing on screen. Only when the files fit in memory (otherwise the read would evict itself). A 4 MiB buffer is
+    /// reused; nothing is kept.
+    /// </summary>
+    public static void Prefetch(CliContext ctx, IReadOnlyList<string> files, long total, bool interactive)
+    {
+        var buffer = new byte[4 << 20];
+        long done = 0;
+        int lastTenth = -1;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        void ReadAll(Action<long> report)
+        {
+            foreach (var f in files)
+            {
+                using var fs = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+                int n;
+                while ((n = fs.Read(buffer, 0, buffer.Length)) > 0)
+                {
+                    done += n;
+                    report(done);
+                }
+            }
+        }
+        if (interactive)
+        {
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            console.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+                .Start(p =>
+                {
+                    var task = p.AddTask($"reading weights ({total / 1073741824.0:F1} GiB)", maxValue: total);
+                    ReadAll(d => task.Value = d);
+                });
+        }
+        else
+        {
+            ReadAll(d =>
+            {
+                int tenth = (int)(d * 10 / total);
+                if (tenth == lastTenth) return;
+                lastTenth = tenth;
+                ctx.Err.WriteLine($"reading weights: {tenth * 10}% ({d / 1073741824.0:F1} of {total / 1073741824.0:F1} GiB, {watch.Elapsed.TotalSeconds:F0} s)");
+            });
+        }
     }
 }

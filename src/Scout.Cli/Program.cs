@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using Scout.Cli.Commands;
 
 namespace Scout.Cli;
@@ -11,7 +12,8 @@ public static class Program
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null)
     {
         var ctx = new CliContext(stdout, stderr, stdin ?? TextReader.Null);
-        var root = new RootCommand("Scout: Llama 4 (Scout, Maverick) inference in pure C#");
+        // A plain command named "scout" (a RootCommand takes the executable's name, "Scout.Cli"), so usage lines say scout.
+        var root = new Command("scout", "Scout: Llama 4 (Scout, Maverick) inference in pure C#") { new HelpOption(), new VersionOption() };
         foreach (var command in CommandRegistry.All(ctx))
             root.Subcommands.Add(command);
         var parse = root.Parse(args);

@@ -19,7 +19,9 @@ public static class ServeCommand
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "largest max_tokens a request may ask for", DefaultValueFactory = _ => 4096 };
         var maxBody = new Option<long>("--max-request-bytes") { Description = "largest request body", DefaultValueFactory = _ => 16L << 20 };
         var prefixCache = new Option<int>("--prefix-cache-mib") { Description = "memory for KV caches kept for prefix reuse (0 = off)", DefaultValueFactory = _ => 1024 };
-        var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API") { host, port, parallel, queue, apiKey, name, maxTokens, maxBody, prefixCache };
+        var cors = new Option<string[]>("--cors-origin") { Description = "let browser pages from this origin call the API (repeatable; \"*\" = any; default: none)", AllowMultipleArgumentsPerToken = false };
+        var noWebUi = new Option<bool>("--no-webui") { Description = "do not serve the chat page at /" };
+        var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API and a chat page") { host, port, parallel, queue, apiKey, name, maxTokens, maxBody, prefixCache, cors, noWebUi };
         foreach (var o in flags.ModelOptions) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
@@ -44,13 +46,24 @@ public static class ServeCommand
                 ctx.Err.WriteLine("vision encoder loaded: images accepted as data: URLs");
             }
             string? key = p.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SCOUT_API_KEY");
-            var server = new ScoutServer(engine, new ServerOptions
+            ScoutServer server;
+            try
             {
-                Host = p.GetValue(host)!,
-                Port = p.GetValue(port),
-                ApiKey = string.IsNullOrEmpty(key) ? null : key,
-                Limits = new RequestLimits { MaxTokens = p.GetValue(maxTokens), MaxRequestBytes = p.GetValue(maxBody) },
-            });
+                server = new ScoutServer(engine, new ServerOptions
+                {
+                    Host = p.GetValue(host)!,
+                    Port = p.GetValue(port),
+                    ApiKey = string.IsNullOrEmpty(key) ? null : key,
+                    CorsOrigins = p.GetValue(cors) ?? [],
+                    ModelSource = Path.GetFullPath(modelPath),
+                    WebUi = !p.GetValue(noWebUi),
+                    Limits = new RequestLimits { MaxTokens = p.GetValue(maxTokens), MaxRequestBytes = p.GetValue(maxBody) },
+                });
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException(e.Message);
+            }
             try
             {
                 server.StartAsync().GetAwaiter().GetResult();
@@ -60,7 +73,7 @@ public static class ServeCommand
                 throw new CliException($"cannot listen on {p.GetValue(host)}:{p.GetValue(port)}: {e.Message}");
             }
             ctx.Err.WriteLine($"serving {engine.ModelId} at {server.Url} (parallel {schedulerOptions.Parallel}, queue {schedulerOptions.QueueLimit}, context {schedulerOptions.MaxContext}{(key is null ? "" : ", API key required")})");
-            ctx.Err.WriteLine("POST /v1/chat/completions, /v1/completions; GET /v1/models, /health, /metrics; Ctrl+C stops");
+            ctx.Err.WriteLine($"POST /v1/chat/completions, /v1/completions, /v1/responses; GET /v1/models, /health, /metrics{(p.GetValue(noWebUi) ? "" : $"; chat page at {server.Url}/")}; Ctrl+C stops");
             using var stop = new CancellationTokenSource();
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
             try { server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult(); } catch (OperationCanceledException) { }

@@ -37,6 +37,8 @@ public sealed partial class Llama4Tokenizer
             using var gguf = GgufFile.Open(path);
             return FromGguf(gguf);
         }
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            throw new ModelLoadException($"{path}: not a GGUF file (it does not start with the GGUF magic), so it holds no tokenizer");
         int firstNonSpace = 0;
         while (firstNonSpace < got && head[firstNonSpace] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) firstNonSpace++;
         if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || (firstNonSpace < got && head[firstNonSpace] == (byte)'{'))
