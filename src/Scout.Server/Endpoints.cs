@@ -39,6 +39,7 @@ internal sealed class RunSet : IAsyncDisposable
                     bool first = true;
                     await foreach (var u in streams[index].ConfigureAwait(false))
                     {
+                        if (u.Token is not null) metrics?.Token();
                         if (first && metrics is not null && (u.Token is not null || u.Text.Length > 0))
                         {
                             first = false;

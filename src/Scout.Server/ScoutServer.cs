@@ -32,6 +32,8 @@ public sealed record ServerOptions
     public IReadOnlyList<string> CorsOrigins { get; init; } = [];
     /// <summary>Where the model was loaded from (a path), reported by GET /v1/models/{id}.</summary>
     public string? ModelSource { get; init; }
+    /// <summary>The window over which /metrics' scout_tokens_per_second counts tokens (it reads 0 after this long idle).</summary>
+    public TimeSpan TokenRateWindow { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>Serve the chat page at GET / (on by default).</summary>
     public bool WebUi { get; init; } = true;
 }
@@ -57,7 +59,7 @@ public sealed class ScoutServer : IAsyncDisposable
         foreach (var origin in options.CorsOrigins)
             if (origin != "*" && !Uri.TryCreate(origin, UriKind.Absolute, out _))
                 throw new ArgumentException($"--cors-origin must be \"*\" or an origin such as http://localhost:3000, got \"{origin}\"");
-        _metrics = new ServerMetrics(engine);
+        _metrics = new ServerMetrics(engine, options.TokenRateWindow);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         if (options.LogLevel != LogLevel.None) builder.Logging.AddConsole().SetMinimumLevel(options.LogLevel);
@@ -140,6 +142,7 @@ public sealed class ScoutServer : IAsyncDisposable
                 return;
             }
             ctx.Response.Clear();
+            Cors(ctx); // Clear dropped the Access-Control-* headers: a browser page must be able to read the error
             ctx.Response.StatusCode = status;
             await Json(ctx, body).ConfigureAwait(false);
         }

@@ -48,29 +48,32 @@ internal sealed class Histogram(params double[] bounds)
 /// <summary>HTTP-level counters and histograms, rendered with the scheduler's counters as Prometheus text.</summary>
 internal sealed class ServerMetrics : IDisposable
 {
-    /// <summary>The window over which scout_tokens_per_second is measured.</summary>
-    public static readonly TimeSpan RateWindow = TimeSpan.FromSeconds(5);
-
     private readonly ScoutEngine _engine;
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
-    private long _disconnects;
+    private long _disconnects, _tokens;
     private readonly Histogram _firstToken = new(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60);
     private readonly Histogram _duration = new(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300);
     // (timestamp, completion tokens so far), one sample a second over the rate window.
     private readonly Queue<(long At, long Tokens)> _samples = new();
     private readonly Lock _rateLock = new();
     private readonly Timer _sampler;
+    private readonly TimeSpan _rateWindow;
 
-    public ServerMetrics(ScoutEngine engine)
+    public ServerMetrics(ScoutEngine engine, TimeSpan rateWindow)
     {
+        if (rateWindow <= TimeSpan.Zero) throw new ArgumentException("the token rate window must be positive");
         _engine = engine;
+        _rateWindow = rateWindow;
         Sample();
-        _sampler = new Timer(_ => Sample(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        var tick = rateWindow / 5;
+        _sampler = new Timer(_ => Sample(), null, tick, tick);
     }
 
     public void Http(int status) => _byStatus.AddOrUpdate(status, 1, (_, n) => n + 1);
     public void Disconnect() => Interlocked.Increment(ref _disconnects);
     public void FirstToken(double seconds) => _firstToken.Observe(seconds);
+    /// <summary>A token reached a response (counted as it streams, not when its sequence ends).</summary>
+    public void Token() => Interlocked.Increment(ref _tokens);
     public void RequestDone(double seconds) => _duration.Observe(seconds);
 
     private void Sample()
@@ -78,8 +81,8 @@ internal sealed class ServerMetrics : IDisposable
         lock (_rateLock)
         {
             long now = Stopwatch.GetTimestamp();
-            _samples.Enqueue((now, _engine.Scheduler.Metrics.CompletionTokens));
-            while (_samples.Count > 1 && Stopwatch.GetElapsedTime(_samples.Peek().At, now) > RateWindow) _samples.Dequeue();
+            _samples.Enqueue((now, Interlocked.Read(ref _tokens)));
+            while (_samples.Count > 1 && Stopwatch.GetElapsedTime(_samples.Peek().At, now) > _rateWindow) _samples.Dequeue();
         }
     }
 
@@ -90,7 +93,7 @@ internal sealed class ServerMetrics : IDisposable
         {
             var (oldAt, oldTokens) = _samples.Peek();
             long now = Stopwatch.GetTimestamp();
-            long tokens = _engine.Scheduler.Metrics.CompletionTokens;
+            long tokens = Interlocked.Read(ref _tokens);
             double seconds = Stopwatch.GetElapsedTime(oldAt, now).TotalSeconds;
             return seconds <= 0.05 ? 0 : (tokens - oldTokens) / seconds;
         }
@@ -117,7 +120,7 @@ internal sealed class ServerMetrics : IDisposable
         Metric("scout_prompt_tokens_cached_total", "counter", "Prompt tokens reused from the KV cache instead of recomputed", m.CachedPromptTokens);
         Metric("scout_completion_tokens_total", "counter", "Tokens generated", m.CompletionTokens);
         Metric("scout_decode_steps_total", "counter", "Batched decode steps run", m.DecodeSteps);
-        Metric("scout_tokens_per_second", "gauge", $"Tokens generated per second over the last {RateWindow.TotalSeconds:0} s (all sequences; 0 when idle)",
+        Metric("scout_tokens_per_second", "gauge", $"Tokens generated per second over the last {_rateWindow.TotalSeconds:0.#} s (all sequences; 0 when idle)",
             Math.Round(TokensPerSecond(), 2));
         Metric("scout_active_sequences", "gauge", "Sequences being generated now", m.Active);
         Metric("scout_parallel_sequences", "gauge", "Sequences that can run at once", engine.Scheduler.Options.Parallel);
