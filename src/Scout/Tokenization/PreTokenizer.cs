@@ -37,7 +37,7 @@ internal sealed class PreTokenizer
         }
     }
 
-    /// <summary>Calls <paramref name="onPiece"/> with (start, length) in <paramref name="text"/> for each piece, in order.</summary>
+    /// <summary>Gives <paramref name="sink"/> (start, length) in <paramref name="text"/> for each piece, in order.</summary>
     public void Split<TSink>(ReadOnlySpan<char> text, ref TSink sink) where TSink : struct, IPieceSink
     {
         if (text.IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
