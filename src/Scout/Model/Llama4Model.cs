@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Numerics.Tensors;
 using Scout.Kernels;
+using Scout.Kernels.Attention;
+using Scout.Planning;
 
 namespace Scout.Model;
 
@@ -27,6 +29,7 @@ public sealed class Llama4Model : IDisposable
 {
     private readonly Checkpoint? _checkpoint;
     private readonly float[] _ropeFreqs;
+    private readonly AttentionKernels _attention = new(AttentionKernels.Best);
 
     public Llama4Config Config { get; }
     public Llama4Weights Weights { get; }
@@ -56,7 +59,8 @@ public sealed class Llama4Model : IDisposable
 
     public Checkpoint? Checkpoint => _checkpoint;
 
-    public KvCache CreateCache(int maxContext) => new(Config, maxContext);
+    /// <summary>A cache for one sequence of up to <paramref name="maxContext"/> positions; K and V stored as f32 unless told.</summary>
+    public KvCache CreateCache(int maxContext, KvType? keyType = null, KvType? valueType = null) => new(Config, maxContext, keyType, valueType);
 
     /// <summary>Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache.</summary>
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
@@ -230,28 +234,7 @@ public sealed class Llama4Model : IDisposable
                 }
             }
 
-            var caches = new KvCache.LayerCache[rows.Segments.Count];
-            for (int s = 0; s < caches.Length; s++)
-            {
-                caches[s] = rows.Segments[s].Cache.Layers[layer];
-                caches[s].EnsureSlots(rows.Start[s] + rows.Segments[s].Count);
-            }
-            AttendAll(q, k, v, rows, caches, chunked, attn);
-
-            // Store this batch's keys/values; chunked layers overwrite ring slots of earlier chunks.
-            for (int s = 0; s < caches.Length; s++)
-            {
-                var lc = caches[s];
-                int count = rows.Segments[s].Count;
-                int firstStored = lc.Ring ? Math.Max(0, count - lc.Capacity) : 0;
-                for (int t = firstStored; t < count; t++)
-                {
-                    int row = rows.Offset[s] + t;
-                    int slot = lc.Slot(rows.Start[s] + t);
-                    k.AsSpan(row * kvDim, kvDim).CopyTo(lc.K.AsSpan(slot * kvDim, kvDim));
-                    v.AsSpan(row * kvDim, kvDim).CopyTo(lc.V.AsSpan(slot * kvDim, kvDim));
-                }
-            }
+            StoreAndAttend(layer, chunked, q, k, v, rows, attn);
 
             w.O.Multiply(attn.AsSpan(0, n * qDim), n, output);
         }
@@ -264,59 +247,76 @@ public sealed class Llama4Model : IDisposable
         }
     }
 
-    /// <summary>softmax(q·kᵀ/√d)·v for every (row, head); keys before the batch come from the row's own cache.</summary>
-    private void AttendAll(float[] q, float[] k, float[] v, SegmentRows rows, KvCache.LayerCache[] caches, bool chunked, float[] output)
+    /// <summary>
+    /// Appends this batch's keys and values to each sequence's cache, then softmax(q·kᵀ/√d)·v for every (row, head)
+    /// over the keys the row may see (its own sequence; causal; within its chunk in chunked layers). A ring (chunked
+    /// layer) holds one chunk, so a sequence whose rows cross a chunk boundary is stored and attended one chunk at a
+    /// time: the later chunk overwrites the earlier one's slots.
+    /// </summary>
+    private void StoreAndAttend(int layer, bool chunked, float[] q, float[] k, float[] v, SegmentRows rows, float[] output)
     {
         var c = Config;
-        int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim, kvHeads = c.NumKvHeads;
-        int group = c.NumHeads / kvHeads;
-        float scale = 1f / MathF.Sqrt(hd);
-        int chunk = c.AttentionChunkSize;
-
-        // One job per (token, KV head): the query heads sharing that KV head are done together, so every key and
-        // value row is read once per group rather than once per query head.
-        WorkerPool.Shared.For(rows.Count * kvHeads, job =>
+        int kvDim = c.KvDim, qDim = c.QDim, chunk = c.AttentionChunkSize;
+        int segments = rows.Segments.Count;
+        var layers = new KvLayer[segments];
+        bool piecewise = false;
+        for (int s = 0; s < segments; s++)
         {
-            int t = job / kvHeads, kvHead = job % kvHeads;
-            int s = rows.Segment[t];
-            int start = rows.Start[s], rowOffset = rows.Offset[s];
-            var lc = caches[s];
-            int pos = rows.Position(t);
-            int from = AttentionMath.FirstVisibleKey(pos, chunked, chunk);
-            int count = pos - from + 1;
-            int firstHead = kvHead * group;
-            float[] scores = ArrayPool<float>.Shared.Rent(group * count);
-            try
+            var cache = rows.Segments[s].Cache;
+            layers[s] = cache.Layers[layer];
+            int first = rows.Start[s], last = first + rows.Segments[s].Count - 1;
+            piecewise |= layers[s].Ring && AttentionMath.ChunkStart(first, chunk) != AttentionMath.ChunkStart(last, chunk);
+        }
+        var pool = ArrayPool<int>.Shared;
+        var seq = pool.Rent(rows.Count);
+        var pos = pool.Rent(rows.Count);
+        var firstKey = pool.Rent(rows.Count);
+        try
+        {
+            if (!piecewise)
             {
-                for (int kp = from; kp <= pos; kp++)
+                for (int s = 0; s < segments; s++)
                 {
-                    var key = KeyOrValue(k, lc.K, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
-                    for (int g = 0; g < group; g++)
-                        scores[g * count + kp - from] = Ops.Dot(new ReadOnlySpan<float>(q, t * qDim + (firstHead + g) * hd, hd), key) * scale;
+                    int off = rows.Offset[s] * kvDim, count = rows.Segments[s].Count;
+                    rows.Segments[s].Cache.Store(layer, rows.Start[s], k.AsSpan(off, count * kvDim), v.AsSpan(off, count * kvDim), count);
                 }
-                for (int g = 0; g < group; g++)
+                for (int r = 0; r < rows.Count; r++)
                 {
-                    Ops.Softmax(scores.AsSpan(g * count, count));
-                    output.AsSpan(t * qDim + (firstHead + g) * hd, hd).Clear();
+                    seq[r] = rows.Segment[r];
+                    pos[r] = rows.Position(r);
+                    firstKey[r] = AttentionMath.FirstVisibleKey(pos[r], chunked, chunk);
                 }
-                for (int kp = from; kp <= pos; kp++)
+                _attention.Attend(WorkerPool.Shared, c.NumHeads, c.NumKvHeads, c.HeadDim, q.AsSpan(0, rows.Count * qDim), output,
+                    new AttentionRows(rows.Count, layers, seq, pos, firstKey));
+                return;
+            }
+            for (int s = 0; s < segments; s++)
+            {
+                int start = rows.Start[s], count = rows.Segments[s].Count;
+                for (int p = start; p < start + count;)
                 {
-                    var value = KeyOrValue(v, lc.V, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
-                    for (int g = 0; g < group; g++)
-                        Ops.AddScaled(output.AsSpan(t * qDim + (firstHead + g) * hd, hd), value, scores[g * count + kp - from]);
+                    int end = Math.Min(start + count, AttentionMath.ChunkStart(p, chunk) + chunk);
+                    int row0 = rows.Offset[s] + p - start, m = end - p;
+                    rows.Segments[s].Cache.Store(layer, p, k.AsSpan(row0 * kvDim, m * kvDim), v.AsSpan(row0 * kvDim, m * kvDim), m);
+                    for (int i = 0; i < m; i++)
+                    {
+                        seq[i] = 0;
+                        pos[i] = p + i;
+                        firstKey[i] = AttentionMath.FirstVisibleKey(p + i, chunked, chunk);
+                    }
+                    _attention.Attend(WorkerPool.Shared, c.NumHeads, c.NumKvHeads, c.HeadDim, q.AsSpan(row0 * qDim, m * qDim),
+                        output.AsSpan(row0 * qDim, m * qDim), new AttentionRows(m, [layers[s]], seq, pos, firstKey));
+                    p = end;
                 }
             }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(scores);
-            }
-        });
+        }
+        finally
+        {
+            pool.Return(seq);
+            pool.Return(pos);
+            pool.Return(firstKey);
+        }
     }
-
-    private static ReadOnlySpan<float> KeyOrValue(float[] batch, float[] cached, int pos, int start, int rowOffset, KvCache.LayerCache lc, int kvDim)
-        => pos >= start
-            ? new ReadOnlySpan<float>(batch, (rowOffset + pos - start) * kvDim, kvDim)
-            : new ReadOnlySpan<float>(cached, lc.Slot(pos) * kvDim, kvDim);
 
     /// <summary>SwiGLU: down(silu(gate·x) ⊙ up·x).</summary>
     private static void FeedForward(FeedForward ff, ReadOnlySpan<float> x, int n, Span<float> output)
