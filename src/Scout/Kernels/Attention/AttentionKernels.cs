@@ -97,8 +97,15 @@ public sealed unsafe class AttentionKernels
             throw new ArgumentException("query or output buffer too small for the rows");
         if (n == 0) return;
 
+        lock (_job) AttendLocked(pool, heads, kvHeads, headDim, q, output, rows, splits);
+    }
+
+    private void AttendLocked(WorkerPool pool, int heads, int kvHeads, int headDim, ReadOnlySpan<float> q, Span<float> output, in AttentionRows rows, int splits)
+    {
+        int n = rows.Rows;
         // Tiles: runs of consecutive rows of one sequence, at most QueryTile long.
-        var tileStart = ArrayPool<int>.Shared.Rent(n + 1);
+        if (_tileStart.Length < n + 1) _tileStart = new int[n + 1];
+        var tileStart = _tileStart;
         int tiles = 0;
         for (int r = 0; r < n;)
         {
@@ -126,43 +133,117 @@ public sealed unsafe class AttentionKernels
         int group = heads / kvHeads;
         int jobs = tiles * kvHeads * splits;
         int partialStride = QueryTile * group * (headDim + 2);
-        float[]? partials = splits > 1 ? ArrayPool<float>.Shared.Rent(jobs * partialStride) : null;
+        if (splits > 1 && _partials.Length < jobs * partialStride) _partials = new float[jobs * partialStride];
         fixed (float* qp = q)
         fixed (float* op = output)
         {
-            var job = new Job
-            {
-                Kernels = this, Rows = rows, TileStart = tileStart, Q = qp, Output = op, Partials = partials,
-                Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Group = group, Splits = splits, PartialStride = partialStride,
-            };
+            var job = _job;
+            job.Kernels = this; job.Rows = rows; job.TileStart = tileStart; job.Q = qp; job.Output = op;
+            job.Partials = splits > 1 ? _partials : null;
+            job.Heads = heads; job.KvHeads = kvHeads; job.HeadDim = headDim; job.Group = group; job.Splits = splits; job.PartialStride = partialStride;
             try
             {
                 pool.Run(job, jobs);
-                if (partials is not null) job.Merge(tiles);
+                if (splits > 1) job.Merge(tiles);
             }
             finally
             {
-                ArrayPool<int>.Shared.Return(tileStart);
-                if (partials is not null) ArrayPool<float>.Shared.Return(partials);
+                job.Rows = default;
+                job.Q = job.Output = null;
+            }
+        }
+    }
+
+    // Reused across calls (under the job's lock), so an attention call allocates nothing once warm.
+    private readonly Job _job = new();
+    private int[] _tileStart = [];
+    private float[] _partials = [];
+    private KvLayer[] _layers = [];
+    private int[] _seq = [], _pos = [], _first = [];
+
+    /// <summary>
+    /// One layer's attention for a batch: appends the batch's keys and values to each sequence's cache, then
+    /// attends every row over the keys it may see (its own sequence; causal; within its chunk in chunked layers).
+    /// A ring (chunked layer) holds one chunk, so a sequence whose rows cross a chunk boundary is stored and attended
+    /// one chunk at a time: the later chunk overwrites the earlier one's slots.
+    /// </summary>
+    public void StoreAndAttend(WorkerPool pool, Llama4Config c, int layer, bool chunked, float[] q, float[] k, float[] v, BatchRows rows, float[] output)
+    {
+        lock (_job)
+        {
+            int kvDim = c.KvDim, qDim = c.QDim, chunk = c.AttentionChunkSize, n = rows.Count;
+            var segments = rows.Segments;
+            if (_layers.Length < segments.Count) _layers = new KvLayer[Math.Max(segments.Count, 2 * _layers.Length)];
+            if (_seq.Length < n) (_seq, _pos, _first) = (new int[n], new int[n], new int[n]);
+            var layers = _layers;
+            bool piecewise = false;
+            for (int s = 0; s < segments.Count; s++)
+            {
+                layers[s] = segments[s].Cache.Layers[layer];
+                int first = rows.StartOf(s), last = first + segments[s].Count - 1;
+                piecewise |= layers[s].Ring && AttentionMath.ChunkStart(first, chunk) != AttentionMath.ChunkStart(last, chunk);
+            }
+            try
+            {
+                if (!piecewise)
+                {
+                    for (int s = 0; s < segments.Count; s++)
+                    {
+                        int off = rows.OffsetOf(s) * kvDim, count = segments[s].Count;
+                        segments[s].Cache.Store(layer, rows.StartOf(s), k.AsSpan(off, count * kvDim), v.AsSpan(off, count * kvDim), count);
+                    }
+                    for (int r = 0; r < n; r++)
+                    {
+                        _seq[r] = rows.SegmentOf(r);
+                        _pos[r] = rows.Position(r);
+                        _first[r] = AttentionMath.FirstVisibleKey(_pos[r], chunked, chunk);
+                    }
+                    AttendLocked(pool, c.NumHeads, c.NumKvHeads, c.HeadDim, q.AsSpan(0, n * qDim), output, new AttentionRows(n, layers, _seq, _pos, _first), 0);
+                    return;
+                }
+                for (int s = 0; s < segments.Count; s++)
+                {
+                    int start = rows.StartOf(s), count = segments[s].Count;
+                    layers[0] = segments[s].Cache.Layers[layer];
+                    for (int p = start; p < start + count;)
+                    {
+                        int end = Math.Min(start + count, AttentionMath.ChunkStart(p, chunk) + chunk);
+                        int row0 = rows.OffsetOf(s) + p - start, m = end - p;
+                        segments[s].Cache.Store(layer, p, k.AsSpan(row0 * kvDim, m * kvDim), v.AsSpan(row0 * kvDim, m * kvDim), m);
+                        for (int i = 0; i < m; i++)
+                        {
+                            _seq[i] = 0;
+                            _pos[i] = p + i;
+                            _first[i] = AttentionMath.FirstVisibleKey(p + i, chunked, chunk);
+                        }
+                        AttendLocked(pool, c.NumHeads, c.NumKvHeads, c.HeadDim, q.AsSpan(row0 * qDim, m * qDim), output.AsSpan(row0 * qDim, m * qDim),
+                            new AttentionRows(m, layers, _seq, _pos, _first), 0);
+                        p = end;
+                    }
+                }
+            }
+            finally
+            {
+                layers.AsSpan(0, segments.Count).Clear(); // hold no cache beyond the call
             }
         }
     }
 
     private sealed class Job : IParallelJob
     {
-        public required AttentionKernels Kernels;
-        public required AttentionRows Rows;
-        public required int[] TileStart;
-        public required float* Q, Output;
-        public required float[]? Partials;
-        public required int Heads, KvHeads, HeadDim, Group, Splits, PartialStride;
+        public AttentionKernels? Kernels;
+        public AttentionRows Rows;
+        public int[] TileStart = [];
+        public float* Q, Output;
+        public float[]? Partials;
+        public int Heads, KvHeads, HeadDim, Group, Splits, PartialStride;
 
         public void Execute(int index)
         {
             int split = index % Splits;
             int kvHead = index / Splits % KvHeads;
             int tile = index / Splits / KvHeads;
-            Kernels.RunTile(this, tile, kvHead, split, index);
+            Kernels!.RunTile(this, tile, kvHead, split, index);
         }
 
         /// <summary>Combines the splits of every (tile, KV head): out = Σ e^(m_s−M)·acc_s / Σ e^(m_s−M)·l_s.</summary>
@@ -192,9 +273,9 @@ public sealed unsafe class AttentionKernels
                                 if (p[0] == float.NegativeInfinity) continue;
                                 float w = MathF.Exp(p[0] - mMax);
                                 l += w * p[1];
-                                Axpy(Kernels.Path, dst, w, p + 2, hd);
+                                Axpy(Kernels!.Path, dst, w, p + 2, hd);
                             }
-                            Scale(Kernels.Path, dst, 1f / l, hd);
+                            Scale(Kernels!.Path, dst, 1f / l, hd);
                         }
                     }
         }
