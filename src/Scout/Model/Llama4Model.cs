@@ -74,7 +74,8 @@ public sealed class Llama4Model : IDisposable
 
     public Checkpoint? Checkpoint => _checkpoint;
 
-    public KvCache CreateCache(int maxContext) => new(Config, maxContext);
+    /// <summary>A cache for one sequence of up to <paramref name="maxContext"/> positions; K and V stored as f32 unless told.</summary>
+    public KvCache CreateCache(int maxContext, Planning.KvType? keyType = null, Planning.KvType? valueType = null) => new(Config, maxContext, keyType, valueType);
 
     /// <summary>Sizes the workspace for forwards of up to <paramref name="rows"/> rows now, so later steps never allocate.</summary>
     public void ReserveRows(int rows)
