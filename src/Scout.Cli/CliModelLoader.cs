@@ -6,8 +6,10 @@ namespace Scout.Cli;
 /// <summary>Loads a model for a command, with a progress bar on an interactive terminal and a one-line summary otherwise.</summary>
 public static class CliModelLoader
 {
-    public static Llama4Model Load(CliContext ctx, string path, string? configPath)
+    /// <param name="threads">worker threads for the model's CPU backend (0: every core)</param>
+    public static Llama4Model Load(CliContext ctx, string path, string? configPath, int threads = 0)
     {
+        Scout.Backends.IBackend? Backend() => threads > 0 ? new Scout.Backends.CpuBackend(threads) : null;
         var watch = System.Diagnostics.Stopwatch.StartNew();
         Llama4Model model;
         bool interactive = ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive;
@@ -20,14 +22,14 @@ public static class CliModelLoader
                 .Start(p =>
                 {
                     var task = p.AddTask($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", maxValue: 1);
-                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9);
+                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9, backend: Backend(), ownsBackend: true);
                     task.Value = 1;
                 });
             model = loaded!;
         }
         else
         {
-            model = Llama4Model.Load(path, configPath);
+            model = Llama4Model.Load(path, configPath, backend: Backend(), ownsBackend: true);
         }
         var c = model.Config;
         long bytes = model.Checkpoint?.FileBytes ?? 0;

@@ -47,10 +47,9 @@ public sealed class GenerationFlags
         if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"--model: {path} does not exist");
         int threads = p.GetValue(Threads);
         if (threads < 0) throw new CliException($"--threads must be 0 (one per core) or more, got {threads}");
-        if (threads > 0) Scout.Kernels.WorkerPool.ConfigureShared(threads);
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var model = CliModelLoader.Load(ctx, path, null);
+        var model = CliModelLoader.Load(ctx, path, null, threads);
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

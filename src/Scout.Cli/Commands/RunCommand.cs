@@ -112,7 +112,7 @@ public static class RunCommand
                             prompt_tokens_per_s = Math.Round(stats.PromptTokensPerSecond, 2),
                             tokens_per_s = Math.Round(stats.TokensPerSecond, 2),
                         },
-                    }));
+                    }, TokenizeCommand.JsonOut));
                 }
                 else
                 {
