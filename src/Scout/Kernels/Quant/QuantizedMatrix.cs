@@ -25,7 +25,8 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
     public long ByteSize => Rows * _rowBytes;
 
     /// <summary>Name of the instruction-set path the products use on this machine.</summary>
-    public static string KernelPathName => DotKernels.Path.ToString();
+    public static string KernelPathName => DotKernels.Path == KernelPath.Avx2 && RepackedMatrix.BestPath is { } repack
+        ? $"{DotKernels.Path} (repacked 8-row groups: {repack})" : DotKernels.Path.ToString();
 
     public static bool Supports(TensorType type) => type is TensorType.Q4_0 or TensorType.Q8_0 or TensorType.Q4_K or TensorType.Q6_K;
 
@@ -147,8 +148,14 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
 /// <summary>The default <see cref="WeightMatrix.QuantizedFactory"/> (installed by WeightMatrix's static constructor).</summary>
 internal static class QuantizedKernelsRegistration
 {
+    /// <summary>Repacked 8-row groups (<see cref="RepackedMatrix"/>) where this CPU has a kernel for them and the
+    /// chosen path is AVX2 (the default); the row-major kernels for the other paths; dequantize-then-dot otherwise.</summary>
     internal static unsafe IWeightMatrix Create(TensorType type, nint data, int rows, int cols)
-        => QuantizedMatrix.Supports(type)
+    {
+        if (RepackedMatrix.Supports(type) && DotKernels.Path == KernelPath.Avx2 && RepackedMatrix.BestPath is { } repack)
+            return new RepackedMatrix(type, (byte*)data, rows, cols, repack, releaseSource: true);
+        return QuantizedMatrix.Supports(type)
             ? new QuantizedMatrix(type, (byte*)data, rows, cols)
             : new DequantizingMatrix(type, (byte*)data, rows, cols);
+    }
 }
