@@ -16,7 +16,7 @@ namespace Scout.Kernels.Quant;
 /// <item>Q8_0 (272 B = 8 × 34): [0,16) scales f16 [r]; [16,272) chunk c∈0..7 at 16+32c: row r's q[4c..4c+3] XOR 0x80
 ///   (offset binary, so the weights are the unsigned operand; Σ(w+128)·a = Σw·a + 128·Σa).</item>
 /// <item>Q4_K (1184 B = 8 × 144 + 32): [0,16) d f16 [r]; [16,32) dmin f16 [r]; [32,96) 6-bit scales u8 [j][r];
-///   [96,160) 6-bit mins u8 [j][r]; [160,1184) quants, pair i∈0..3, chunk c∈0..7 at 160+32(8i+c): row r's
+///   [96,160) 6-bit mins u8 [j/2][r][j%2] (pairs, for vpmaddwd); [160,1184) quants, pair i∈0..3, chunk c∈0..7 at 160+32(8i+c): row r's
 ///   qs[32i+4c..+3] (low nibbles = sub-block 2i, high = 2i+1).</item>
 /// <item>Q6_K (1680 B = 8 × 210): [0,16) d f16 [r]; [16,144) scales s8 [s][r]; [144,1168) low planes, chunk c∈0..31 at
 ///   144+32c: row r byte i = lo4(v[4c+i]) | lo4(v[128+4c+i]) &lt;&lt; 4; [1168,1680) high planes, c∈0..15 at 1168+32c:
@@ -90,7 +90,7 @@ internal static unsafe class RepackLayouts
         for (int j = 0; j < 8; j++)
         {
             d[32 + 8 * j + r] = sm[j];
-            d[96 + 8 * j + r] = sm[8 + j];
+            d[96 + 16 * (j >> 1) + 2 * r + (j & 1)] = sm[8 + j];
         }
         for (int i = 0; i < 4; i++)
             for (int c = 0; c < 8; c++)

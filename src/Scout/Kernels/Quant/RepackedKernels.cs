@@ -169,7 +169,7 @@ internal static unsafe class RepackedKernels
                                     dot += ((j & 1) == 0 ? v & 0x0F : v >> 4) * x[32 * j + 4 * c + i];
                                 }
                             isum += blk[32 + 8 * j + r] * dot;
-                            msum += blk[96 + 8 * j + r] * (s16[2 * j] + s16[2 * j + 1]);
+                            msum += blk[96 + 16 * (j >> 1) + 2 * r + (j & 1)] * (s16[2 * j] + s16[2 * j + 1]);
                         }
                         acc = MathF.FusedMultiplyAdd(isum, H(blk + 2 * r) * d[b], acc);
                         acc = MathF.FusedMultiplyAdd(-(float)msum, H(blk + 16 + 2 * r) * d[b], acc);
@@ -347,10 +347,13 @@ internal static unsafe class RepackedKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q4KMins(byte* blk, short* s16)
     {
-        var pairs = Avx2.MultiplyAddAdjacent(Vector256.Load(s16), Vector256.Create((short)1));   // asum_j, j = 0..7
-        var total = Vector256<int>.Zero;
-        for (int j = 0; j < 8; j++)
-            total += Avx2.MultiplyLow(Avx2.ConvertToVector256Int32(blk + 96 + 8 * j), Avx2.PermuteVar8x32(pairs, Vector256.Create(j)));
+        var sums = Avx2.MultiplyAddAdjacent(Vector256.Load(s16), Vector256.Create((short)1));   // asum_j (≤ 32·127), j = 0..7
+        // as int16 pairs: int32 lanes 0,1 = (a0,a1),(a2,a3); lanes 4,5 = (a4,a5),(a6,a7)
+        var packed = Avx2.PackSignedSaturate(sums, sums).AsInt32();
+        var total = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(blk + 96), Avx2.PermuteVar8x32(packed, Vector256.Create(0)).AsInt16());
+        total += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(blk + 112), Avx2.PermuteVar8x32(packed, Vector256.Create(1)).AsInt16());
+        total += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(blk + 128), Avx2.PermuteVar8x32(packed, Vector256.Create(4)).AsInt16());
+        total += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(blk + 144), Avx2.PermuteVar8x32(packed, Vector256.Create(5)).AsInt16());
         return total;
     }
 
