@@ -157,3 +157,51 @@ public unsafe class RepackedMatrixTests
         }
     }
 }
+
+/// <summary>The register-blocked float matrix: against a double reference, and each token as if alone.</summary>
+public unsafe class FloatMatrixTests
+{
+    [Theory]
+    [InlineData(TensorType.F32)]
+    [InlineData(TensorType.F16)]
+    [InlineData(TensorType.BF16)]
+    public void TiledProductMatchesDoubleAndIsBatchInvariant(TensorType type)
+    {
+        int rows = 23, cols = 75, n = 11;   // row and column tails, 4-token tiles and a token tail
+        var rng = new Random(5 + (int)type);
+        var wf = Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var bytes = new byte[rows * cols * (type == TensorType.F32 ? 4 : 2)];
+        for (int i = 0; i < wf.Length; i++)
+        {
+            switch (type)
+            {
+                case TensorType.F32: BitConverter.TryWriteBytes(bytes.AsSpan(4 * i), wf[i]); break;
+                case TensorType.F16: wf[i] = (float)(Half)wf[i]; BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), BitConverter.HalfToUInt16Bits((Half)wf[i])); break;
+                default:
+                    uint bits = BitConverter.SingleToUInt32Bits(wf[i]) & 0xFFFF0000u;
+                    wf[i] = BitConverter.UInt32BitsToSingle(bits);
+                    BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), (ushort)(bits >> 16));
+                    break;
+            }
+        }
+        var x = Enumerable.Range(0, n * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var y = new float[n * rows];
+        fixed (byte* p = bytes)
+        {
+            var m = new FloatMatrix(type, p, rows, cols);
+            m.Multiply(x, n, y);
+            for (int t = 0; t < n; t++)
+            {
+                var alone = new float[rows];
+                m.Multiply(x.AsSpan(t * cols, cols), 1, alone);
+                for (int r = 0; r < rows; r++)
+                {
+                    double exact = 0, mag = 0;
+                    for (int c = 0; c < cols; c++) { exact += (double)wf[r * cols + c] * x[t * cols + c]; mag += Math.Abs((double)wf[r * cols + c] * x[t * cols + c]); }
+                    Assert.True(Math.Abs(y[t * rows + r] - exact) <= 1e-5 * mag + 1e-6, $"{type} t={t} r={r}: {y[t * rows + r]} vs {exact}");
+                    Assert.True(BitConverter.SingleToInt32Bits(alone[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]), $"{type} t={t} r={r}: alone {alone[r]:R} vs batched {y[t * rows + r]:R}");
+                }
+            }
+        }
+    }
+}
