@@ -22,11 +22,11 @@ public enum PoolSchedule
 /// A small fork/join pool for compute kernels: N-1 dedicated workers plus the calling thread claim task indices
 /// from a shared ticket. Workers spin (for <see cref="SpinMicroseconds"/>) between jobs before they block, so the
 /// back-to-back matmuls of a decode step neither pay a thread wake-up nor allocate: <see cref="Run"/> takes a
-/// reusable <see cref="IParallelJob"/> object. One job runs at a time (calls are serialised).
+/// reusable <see cref="IParallelJob"/> object. One job runs at a time (calls are serialised). There is no
+/// process-wide pool: a <see cref="Backends.CpuBackend"/> owns one and hands it to the matrices it creates.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
-    private static WorkerPool? _shared;
     [ThreadStatic] private static bool _insideJob;
 
     /// <summary>How long an idle worker keeps spinning for the next job before it blocks.</summary>
@@ -49,27 +49,17 @@ public sealed class WorkerPool : IDisposable
     private readonly ActionJob _actionJob = new();
     private readonly RangeJob _rangeJob = new();
 
-    /// <summary>The process-wide pool (all cores unless <see cref="ConfigureShared"/> said otherwise).</summary>
-    public static WorkerPool Shared => _shared ??= new WorkerPool(Environment.ProcessorCount, DefaultSchedule);
-
     /// <summary>Dynamic unless SCOUT_POOL_SCHEDULE=static (for measuring the two against each other; BENCHMARKS.md).</summary>
     public static PoolSchedule DefaultSchedule { get; } =
         Enum.TryParse<PoolSchedule>(Environment.GetEnvironmentVariable("SCOUT_POOL_SCHEDULE"), true, out var s) ? s : PoolSchedule.Dynamic;
 
-    public static void ConfigureShared(int threads) => ConfigureShared(threads, DefaultSchedule);
-
-    public static void ConfigureShared(int threads, PoolSchedule schedule)
-    {
-        if (_shared is { } current && current.Threads == Math.Max(1, threads) && current.Schedule == schedule) return;
-        var old = _shared;
-        _shared = new WorkerPool(threads, schedule);
-        old?.Dispose();
-    }
-
     public int Threads { get; }
     public PoolSchedule Schedule { get; }
 
-    public WorkerPool(int threads, PoolSchedule schedule = PoolSchedule.Dynamic)
+    /// <summary>A pool of <paramref name="threads"/> threads (the caller counts as one) on <see cref="DefaultSchedule"/>.</summary>
+    public WorkerPool(int threads) : this(threads, DefaultSchedule) { }
+
+    public WorkerPool(int threads, PoolSchedule schedule)
     {
         Threads = Math.Max(1, threads);
         Schedule = schedule;

@@ -45,7 +45,7 @@ public unsafe class RepackedMatrixTests
             var actual = new float[n * rows];
             fixed (byte* w = data)
             {
-                var m = new RepackedMatrix(type, w, rows, cols, path, releaseSource: false);
+                var m = new RepackedMatrix(type, w, rows, cols, TestPool.Instance, path, releaseSource: false);
                 m.Multiply(x, n, expected, RepackPath.Scalar);
                 m.Multiply(x, n, actual, path);
             }
@@ -70,8 +70,8 @@ public unsafe class RepackedMatrixTests
         var rowMajor = new float[n * rows];
         fixed (byte* w = data)
         {
-            new RepackedMatrix(type, w, rows, cols, RepackPath.Scalar, releaseSource: false).Multiply(x, n, repacked, RepackPath.Scalar);
-            new QuantizedMatrix(type, w, rows, cols).Multiply(x, n, rowMajor, KernelPath.Scalar);
+            new RepackedMatrix(type, w, rows, cols, TestPool.Instance, RepackPath.Scalar, releaseSource: false).Multiply(x, n, repacked, RepackPath.Scalar);
+            new QuantizedMatrix(type, w, rows, cols, TestPool.Instance).Multiply(x, n, rowMajor, KernelPath.Scalar);
         }
         int block = type.BlockElements();
         for (int t = 0; t < n; t++)
@@ -112,14 +112,14 @@ public unsafe class RepackedMatrixTests
             var expected = new float[rows];
             var actual = new float[rows];
             fixed (byte* w = data)
-                new RepackedMatrix(type, w, rows, cols, RepackPath.Scalar, releaseSource: false).Multiply(x, 1, expected, RepackPath.Scalar);
+                new RepackedMatrix(type, w, rows, cols, TestPool.Instance, RepackPath.Scalar, releaseSource: false).Multiply(x, 1, expected, RepackPath.Scalar);
             using var mmf = MemoryMappedFile.CreateFromFile(file, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
             using var view = mmf.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             byte* p = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
             try
             {
-                var m = new RepackedMatrix(type, p, rows, cols, RepackPath.Scalar, releaseSource: true);
+                var m = new RepackedMatrix(type, p, rows, cols, TestPool.Instance, RepackPath.Scalar, releaseSource: true);
                 Assert.False(m.IsPacked);
                 m.Multiply(x, 1, actual, RepackPath.Scalar);
                 Assert.True(m.IsPacked);
@@ -149,11 +149,11 @@ public unsafe class RepackedMatrixTests
         fixed (byte* p = data)
         {
             byte* w = p;
-            var e = Assert.Throws<ArgumentException>(() => new RepackedMatrix(TensorType.Q4_K, w, 2, 100, RepackPath.Scalar, false));
+            var e = Assert.Throws<ArgumentException>(() => new RepackedMatrix(TensorType.Q4_K, w, 2, 100, TestPool.Instance, RepackPath.Scalar, false));
             Assert.Contains("multiple of 256", e.Message);
-            var m = new RepackedMatrix(TensorType.Q8_0, w, 2, 64, RepackPath.Scalar, false);
+            var m = new RepackedMatrix(TensorType.Q8_0, w, 2, 64, TestPool.Instance, RepackPath.Scalar, false);
             Assert.Contains("shape mismatch", Assert.Throws<ArgumentException>(() => m.Multiply(new float[63], 1, new float[2])).Message);
-            Assert.Throws<NotSupportedException>(() => new RepackedMatrix(TensorType.Q5_K, w, 1, 256, RepackPath.Scalar, false));
+            Assert.Throws<NotSupportedException>(() => new RepackedMatrix(TensorType.Q5_K, w, 1, 256, TestPool.Instance, RepackPath.Scalar, false));
         }
     }
 }
@@ -188,7 +188,7 @@ public unsafe class FloatMatrixTests
         var y = new float[n * rows];
         fixed (byte* p = bytes)
         {
-            var m = new FloatMatrix(type, p, rows, cols);
+            var m = new FloatMatrix(type, p, rows, cols, TestPool.Instance);
             m.Multiply(x, n, y);
             for (int t = 0; t < n; t++)
             {

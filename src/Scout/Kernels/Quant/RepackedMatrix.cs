@@ -25,6 +25,7 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
     private readonly int _blocks, _groups, _groupBlockBytes;
     private readonly ActivationFormat _format;
     private readonly object _packLock = new();
+    private readonly WorkerPool _pool;
     private nint _packedAddress;
     private byte* _packed => (byte*)Volatile.Read(ref _packedAddress);
 
@@ -61,7 +62,7 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
     public static bool Supports(TensorType type) => RepackLayouts.Supports(type);
 
     /// <param name="releaseSource">Hand the source pages back after repacking (for weights in a file mapping).</param>
-    internal RepackedMatrix(TensorType type, byte* data, int rows, int cols, RepackPath path, bool releaseSource)
+    internal RepackedMatrix(TensorType type, byte* data, int rows, int cols, WorkerPool pool, RepackPath path, bool releaseSource)
     {
         if (!Supports(type)) throw new NotSupportedException($"no repacked layout for tensor type {type}");
         if (rows <= 0 || cols <= 0) throw new ArgumentException($"matrix shape [{rows}, {cols}] must be positive");
@@ -70,6 +71,7 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
             throw new ArgumentException($"a {type} row needs a multiple of {blockElements} columns, got {cols}");
         if (!IsAvailable(path)) throw new PlatformNotSupportedException($"repacked kernel path {path} is not supported on this CPU");
         _source = data;
+        _pool = pool;
         Type = type;
         Rows = rows;
         Cols = cols;
@@ -135,7 +137,7 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
         {
             var view = new ActView(pq, pd, ps, ps16, Cols, act.BlocksPerRow);
             var job = RepackJob.ForCurrentThread();
-            var pool = WorkerPool.Shared;
+            var pool = _pool;
             int chunkGroups = pool.ChunkSize(_groups, n == 1 ? 2 : 4, n == 1 ? 8 : 4);
             job.Set(this, packed, view, py, n, chunkGroups, path);
             try { pool.Run(job, (_groups + chunkGroups - 1) / chunkGroups); }
