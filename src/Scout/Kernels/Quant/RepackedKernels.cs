@@ -31,7 +31,7 @@ internal readonly unsafe struct ActView(sbyte* q, float* d, int* sums, short* su
     public short* Sums16Of(int t) => Sums16 + (long)t * BlocksPerRow * 16;
 }
 
-/// <summary>u8×s8 dot of 4-byte groups into 32-bit lanes: acc + Σ_{i<4} u[4l+i]·s[4l+i].</summary>
+/// <summary>u8×s8 dot of 4-byte groups into 32-bit lanes: acc + Σ_{i&lt;4} u[4l+i]·s[4l+i].</summary>
 internal interface IDot4
 {
     static abstract Vector256<int> Dot(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s);
