@@ -7,7 +7,7 @@ namespace Scout.Cli;
 public static class CliModelLoader
 {
     /// <param name="backend">where the model runs; owned by the loaded model (disposed with it, or here when loading fails)</param>
-    public static Llama4Model Load(CliContext ctx, string path, string? configPath, Scout.Backends.IBackend? backend = null)
+    public static Llama4Model Load(CliContext ctx, string path, string? configPath, Scout.Backends.IBackend? backend = null, LoadOptions? options = null)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
         Llama4Model model;
@@ -21,14 +21,14 @@ public static class CliModelLoader
                 .Start(p =>
                 {
                     var task = p.AddTask($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", maxValue: 1);
-                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9, backend: backend, ownsBackend: true);
+                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9, options, backend, ownsBackend: true);
                     task.Value = 1;
                 });
             model = loaded!;
         }
         else
         {
-            model = Llama4Model.Load(path, configPath, backend: backend, ownsBackend: true);
+            model = Llama4Model.Load(path, configPath, options: options, backend: backend, ownsBackend: true);
         }
         var c = model.Config;
         long bytes = model.Checkpoint?.FileBytes ?? 0;

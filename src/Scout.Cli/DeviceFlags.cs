@@ -18,7 +18,24 @@ public sealed class DeviceFlags
         DefaultValueFactory = _ => 0,
     };
 
-    public IEnumerable<Option> Options => [Device, Threads];
+    public readonly Option<bool> CpuMoe = new("--cpu-moe")
+    {
+        Description = "keep every layer's routed experts in RAM on the CPU (attention, shared expert and head on the --device)",
+    };
+    public readonly Option<int> NCpuMoe = new("--n-cpu-moe")
+    {
+        Description = "keep the routed experts of the first N layers in RAM on the CPU",
+        DefaultValueFactory = _ => 0,
+    };
+
+    public IEnumerable<Option> Options => [Device, Threads, CpuMoe, NCpuMoe];
+
+    /// <summary>Layers whose routed experts stay in RAM (<see cref="Scout.Model.LoadOptions.HostExpertLayers"/>).</summary>
+    public int HostExpertLayers(ParseResult p)
+    {
+        if (p.GetValue(NCpuMoe) < 0) throw new CliException("--n-cpu-moe must not be negative");
+        return p.GetValue(CpuMoe) ? int.MaxValue : p.GetValue(NCpuMoe);
+    }
 
     /// <summary>The backend the flags ask for; a device that cannot be opened is a clear CLI error, not a crash.</summary>
     public IBackend Create(ParseResult p, int? threads = null)

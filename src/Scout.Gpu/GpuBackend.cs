@@ -104,6 +104,7 @@ public sealed class GpuBackend : IBackend
     /// <summary>The CPU backend that runs everything not on the device.</summary>
     public CpuBackend Host { get; }
     public WorkerPool HostPool => Host.Pool;
+    IBackend IBackend.Host => Host;
     internal Accelerator Accelerator => _accelerator;
 
     public static bool Supports(TensorType type) => type is TensorType.F32 or TensorType.F16 or TensorType.BF16

@@ -46,7 +46,7 @@ public sealed class GenerationFlags
         string path = p.GetValue(Model)!;
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p));
+        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), new LoadOptions { HostExpertLayers = Device.HostExpertLayers(p) });
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

@@ -37,7 +37,8 @@ public static class LogitsCommand
             }
             else
             {
-                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config), options: ParseLoadOptions(p.GetValue(quantize)),
+                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config),
+                    options: (ParseLoadOptions(p.GetValue(quantize)) ?? new LoadOptions()) with { HostExpertLayers = deviceFlags.HostExpertLayers(p) },
                     backend: deviceFlags.Create(p), ownsBackend: true);
                 logits = Compute(m, ids, p.GetValue(decode));
                 vocab = m.Config.VocabSize;

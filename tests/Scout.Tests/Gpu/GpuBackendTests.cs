@@ -15,7 +15,8 @@ namespace Scout.Tests.Gpu;
 /// </summary>
 public unsafe class GpuBackendTests(ITestOutputHelper output)
 {
-    private static GpuBackend Emulated() => new(GpuKind.CpuEmulated, 0, new CpuBackend(2));
+    /// <summary>ILGPU's CPU accelerator; SCOUT_TEST_GPU=cuda runs the same tests on CUDA device 0 (bench/gpu-check.sh).</summary>
+    private static GpuBackend Emulated() => new(Environment.GetEnvironmentVariable("SCOUT_TEST_GPU") == "cuda" ? GpuKind.Cuda : GpuKind.CpuEmulated, 0, new CpuBackend(2));
 
     private static float[] Random(int n, int seed)
     {
@@ -91,6 +92,28 @@ public unsafe class GpuBackendTests(ITestOutputHelper output)
         string golden = file == "model-bf16.safetensors" ? "logits-bf16.f32" : "logits.f32";
         double maxDiff = LogitAssert.Close(actual, Fixtures.ReadF32(Fixtures.Text(model, golden)), m.Config.VocabSize);
         output.WriteLine($"{model}/{file} on {gpu.Name}: {gpu.DeviceMatrices} device matrices ({gpu.UploadedBytes} bytes), {gpu.HostMatrices} on host; max |Δ| = {maxDiff:g3}");
+    }
+
+    [Theory]
+    [InlineData(int.MaxValue)]
+    [InlineData(1)]
+    public void CpuMoeKeepsRoutedExpertsInRamAndTheLogits(int hostExpertLayers)
+    {
+        var gpu = Emulated();
+        using var m = Llama4Model.Load(Fixtures.Text("maverick-tiny", "model.gguf"), Fixtures.Text("maverick-tiny", "config.json"),
+            options: new LoadOptions { HostExpertLayers = hostExpertLayers }, backend: gpu, ownsBackend: true);
+        for (int i = 0; i < m.Config.NumLayers; i++)
+        {
+            var l = m.Weights.Layers[i];
+            Assert.IsType<GpuMatrix>(l.Q);
+            if (l.Experts is null) continue;
+            Assert.IsType<GpuMatrix>(l.SharedExpert!.Down);
+            bool onHost = i < hostExpertLayers;
+            Assert.All(l.Experts, e => Assert.Equal(onHost, e.Gate is not GpuMatrix));
+        }
+        Assert.IsType<GpuMatrix>(m.Weights.Output);
+        var ids = LogitsCommand.ReadTokens(Fixtures.Text("maverick-tiny", "tokens.json"));
+        LogitAssert.Close(LogitsCommand.Compute(m, ids, false), Fixtures.ReadF32(Fixtures.Text("maverick-tiny", "logits.f32")), m.Config.VocabSize);
     }
 
     [Fact]
