@@ -6,10 +6,9 @@ namespace Scout.Cli;
 /// <summary>Loads a model for a command, with a progress bar on an interactive terminal and a one-line summary otherwise.</summary>
 public static class CliModelLoader
 {
-    /// <param name="threads">worker threads for the model's CPU backend (0: every core)</param>
-    public static Llama4Model Load(CliContext ctx, string path, string? configPath, int threads = 0)
+    /// <param name="backend">where the model runs; owned by the loaded model (disposed with it, or here when loading fails)</param>
+    public static Llama4Model Load(CliContext ctx, string path, string? configPath, Scout.Backends.IBackend? backend = null, LoadOptions? options = null)
     {
-        Scout.Backends.IBackend? Backend() => threads > 0 ? new Scout.Backends.CpuBackend(threads) : null;
         var watch = System.Diagnostics.Stopwatch.StartNew();
         Llama4Model model;
         bool interactive = ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive;
@@ -22,20 +21,22 @@ public static class CliModelLoader
                 .Start(p =>
                 {
                     var task = p.AddTask($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", maxValue: 1);
-                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9, backend: Backend(), ownsBackend: true);
+                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9, options, backend, ownsBackend: true);
                     task.Value = 1;
                 });
             model = loaded!;
         }
         else
         {
-            model = Llama4Model.Load(path, configPath, backend: Backend(), ownsBackend: true);
+            model = Llama4Model.Load(path, configPath, options: options, backend: backend, ownsBackend: true);
         }
         var c = model.Config;
         long bytes = model.Checkpoint?.FileBytes ?? 0;
         if (model.Checkpoint is { } ckpt && bytes >= PrefetchThreshold && bytes < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes * 0.9)
             Prefetch(ctx, ckpt.Files, bytes, interactive);
-        ctx.Err.WriteLine($"loaded {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}: {c.NumLayers} layers, {c.NumExperts} experts, {bytes / 1048576.0:F1} MiB mapped in {watch.Elapsed.TotalSeconds:F2} s");
+        ctx.Err.WriteLine($"loaded {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}: {c.NumLayers} layers, {c.NumExperts} experts, {bytes / 1048576.0:F1} MiB mapped in {watch.Elapsed.TotalSeconds:F2} s on {model.Backend.Name}");
+        if (model.Backend is Scout.Gpu.GpuBackend gpu)
+            ctx.Err.WriteLine($"{gpu.DeviceName}: {gpu.DeviceMatrices} matrices ({gpu.UploadedBytes / 1048576.0:F1} MiB) uploaded, {gpu.HostMatrices} kept on the CPU");
         return model;
     }
 

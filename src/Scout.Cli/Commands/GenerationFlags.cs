@@ -21,9 +21,9 @@ public sealed class GenerationFlags
     public readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 512 };
     public readonly Option<string[]> Stop = new("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
 
-    public readonly Option<int> Threads = new("--threads") { Description = "worker threads for the kernels (0 = one per core)", DefaultValueFactory = _ => 0 };
+    public readonly DeviceFlags Device = new();
 
-    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, Threads];
+    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, .. Device.Options];
     public IEnumerable<Option> SamplingFlags => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
 
     public SamplingOptions Sampling(ParseResult p) => new()
@@ -45,11 +45,9 @@ public sealed class GenerationFlags
     {
         string path = p.GetValue(Model)!;
         if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"--model: {path} does not exist");
-        int threads = p.GetValue(Threads);
-        if (threads < 0) throw new CliException($"--threads must be 0 (one per core) or more, got {threads}");
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var model = CliModelLoader.Load(ctx, path, null, threads);
+        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), new LoadOptions { HostExpertLayers = Device.HostExpertLayers(p) });
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();
