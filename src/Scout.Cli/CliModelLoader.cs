@@ -6,7 +6,7 @@ namespace Scout.Cli;
 /// <summary>Loads a model for a command, with a progress bar on an interactive terminal and a one-line summary otherwise.</summary>
 public static class CliModelLoader
 {
-    public static Llama4Model Load(CliContext ctx, string path, string? configPath)
+    public static Llama4Model Load(CliContext ctx, string path, string? configPath, LoadOptions? options = null)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
         Llama4Model model;
@@ -20,14 +20,14 @@ public static class CliModelLoader
                 .Start(p =>
                 {
                     var task = p.AddTask($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", maxValue: 1);
-                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9);
+                    loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9, options);
                     task.Value = 1;
                 });
             model = loaded!;
         }
         else
         {
-            model = Llama4Model.Load(path, configPath);
+            model = Llama4Model.Load(path, configPath, options: options);
         }
         var c = model.Config;
         long bytes = model.Checkpoint?.FileBytes ?? 0;

@@ -177,9 +177,9 @@ public sealed class BatchScheduler : IDisposable
                 segments.Add(jobs[i].Run!.TakeInputs(_model, takes[i], h.AsSpan(row * d, takes[i] * d)));
                 row += takes[i];
             }
-            catch (ArgumentException e)
+            catch (Exception e) when (e is ArgumentException or NonFiniteException)
             {
-                // A bad input fails its own sequence only.
+                // A bad input (or a corrupt embedding row) fails its own sequence only.
                 Fail(jobs[i], e);
                 jobs.RemoveAt(i);
                 takes.RemoveAt(i);
@@ -202,9 +202,9 @@ public sealed class BatchScheduler : IDisposable
             {
                 update = jobs[i].Run!.Step(logits.AsSpan(r++ * vocab, vocab));
             }
-            catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or NonFiniteException)
             {
-                Fail(jobs[i], e); // e.g. an output grammar with no way forward: this sequence only
+                Fail(jobs[i], e); // e.g. an output grammar with no way forward, or non-finite logits: this sequence only
                 continue;
             }
             Deliver(jobs[i], update);

@@ -28,6 +28,8 @@ public sealed class LayerWeights
 public sealed record LoadOptions
 {
     public TensorType? Quantize { get; init; }
+    /// <summary>Read every tensor once before use and refuse NaN/infinite values or block scales (<see cref="TensorScan"/>).</summary>
+    public bool CheckTensors { get; init; }
 }
 
 /// <summary>All weights of a Llama 4 text model, as zero-copy views over the checkpoint's mapped files.</summary>
@@ -44,10 +46,13 @@ public sealed unsafe class Llama4Weights
 
     public static Llama4Weights Load(Checkpoint ckpt, LoadOptions? options = null)
     {
+        if (options?.CheckTensors == true && TensorScan.Scan(ckpt) is { Count: > 0 } problems)
+            throw new NonFiniteException($"--check-tensors: {problems.Count} tensor(s) hold NaN or infinity: " + string.Join("; ", problems.Take(8)) + (problems.Count > 8 ? "; …" : ""));
         LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t) : null;
         try
         {
             var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, q) : LoadHuggingFace(ckpt, q);
+            ckpt.CheckAllClaimed();
             return q is null ? w : new Llama4Weights
             {
                 Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
@@ -75,7 +80,11 @@ public sealed unsafe class Llama4Weights
     private static float[] Vector(WeightTensor t, long n)
     {
         ExpectShape(t, n);
-        return t.ToFloatArray();
+        var v = t.ToFloatArray();
+        int bad = TensorScan.FirstNonFinite(v);
+        if (bad >= 0)
+            throw new ModelLoadException($"tensor '{t.Name}' in {t.Source} holds a non-finite value ({v[bad]}) at element {bad}");
+        return v;
     }
 
     private static LayerWeights LayerCommon(Llama4Config c, Func<string, WeightTensor> get, string norm1, string q, string k, string v, string o, string norm2,
@@ -226,5 +235,8 @@ public sealed unsafe class Llama4Weights
             throw new ArgumentException($"token id {token} is outside the vocabulary (0..{vocab - 1})");
         long rowBytes = Embedding.Type.RowBytes(dst.Length);
         Dequantize.ToFloat(Embedding.Type, new ReadOnlySpan<byte>(Embedding.Data + token * rowBytes, (int)rowBytes), dst);
+        int bad = TensorScan.FirstNonFinite(dst);
+        if (bad >= 0)
+            throw new NonFiniteException($"the embedding of token {token} ('{Embedding.Name}' row {token}, element {bad}) is {dst[bad]}: the weights are corrupt");
     }
 }
