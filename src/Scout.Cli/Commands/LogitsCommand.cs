@@ -138,10 +138,12 @@ public static class LogitsCommand
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
             var root = doc.RootElement;
             var arr = root.ValueKind == JsonValueKind.Array ? root
-                : root.TryGetProperty("input_ids", out var a) ? a
-                : throw new CliException($"{path}: expected {{\"input_ids\": [...]}}");
-            if (arr.ValueKind != JsonValueKind.Array) throw new CliException($"{path}: input_ids must be an array of integers");
-            var ids = arr.EnumerateArray().Select(e => e.TryGetInt32(out int v) ? v : throw new CliException($"{path}: token id {e} is not an integer")).ToArray();
+                : root.ValueKind == JsonValueKind.Object && root.TryGetProperty("input_ids", out var a) ? a
+                : throw new CliException($"{path}: expected {{\"input_ids\": [...]}} (or an array of ids), got {root.ValueKind}");
+            if (arr.ValueKind != JsonValueKind.Array) throw new CliException($"{path}: input_ids must be an array of integers, got {arr.ValueKind}");
+            int index = 0;
+            var ids = arr.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int v) && v >= 0 ? (index++ >= 0 ? v : v)
+                : throw new CliException($"{path}: input_ids[{index}] = {(e.ValueKind == JsonValueKind.String ? $"\"{e.GetRawText().Trim('"')}\"" : e.GetRawText())} is not a token id (a non-negative integer)")).ToArray();
             if (ids.Length == 0) throw new CliException($"{path}: input_ids is empty");
             return ids;
         }

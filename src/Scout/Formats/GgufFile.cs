@@ -171,7 +171,10 @@ public sealed unsafe class GgufFile : IDisposable
             if (ne[0] % type.BlockElements() != 0)
                 throw new ModelLoadException($"{name}: tensor '{tname}' row length ne[0] = {ne[0]} is not a multiple of the {type} block size {type.BlockElements()}");
             ulong offset = c.U64($"offset of '{tname}'");
-            _infos.Add(new GgufTensorInfo(tname, ne, type, (long)Math.Min(offset, long.MaxValue), type.ByteCount(count)));
+            long byteLength = count > _file.Length * 8L ? -1 : type.ByteCount(count);
+            if (byteLength < 0 || byteLength > _file.Length)
+                throw new ModelLoadException($"{name}: tensor '{tname}' shape [{string.Join(", ", ne)}] needs more bytes than the {_file.Length}-byte file holds");
+            _infos.Add(new GgufTensorInfo(tname, ne, type, (long)Math.Min(offset, long.MaxValue), byteLength));
         }
 
         DataStart = AlignUp(c.Pos, Alignment);

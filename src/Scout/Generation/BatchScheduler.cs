@@ -97,6 +97,12 @@ public sealed class BatchScheduler : IDisposable
     public IAsyncEnumerable<GenerationUpdate> Submit(GenerationRequest request, CancellationToken cancellation = default)
     {
         request.Validate(_model.Config.VocabSize, Options.MaxContext);
+        if (request.Constraint is { } make)
+        {
+            // Build the output grammar here, on the caller's thread, never on the thread that steps the batch.
+            var built = make();
+            request = request with { Constraint = () => built };
+        }
         var job = new Job(request, cancellation);
         lock (_lock)
         {
