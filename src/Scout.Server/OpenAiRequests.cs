@@ -102,10 +102,11 @@ public static class OpenAiRequests
         bool stream = r.Bool("stream") ?? false;
         bool includeUsage = r.Object("stream_options")?.Bool("include_usage") ?? false;
         var bias = new Dictionary<int, float>();
+        int entries = 0;
         if (r.Object("logit_bias") is { } lb)
             foreach (var p in lb.Element.EnumerateObject())
             {
-                if (bias.Count >= MaxLogitBias)
+                if (++entries > MaxLogitBias)
                     throw ApiException.BadRequest($"'logit_bias' may hold at most {MaxLogitBias} tokens", "logit_bias");
                 if (!int.TryParse(p.Name, out int id) || id < 0 || id >= engine.Model.Config.VocabSize)
                     throw ApiException.BadRequest($"'logit_bias' key \"{p.Name}\" is not a token id of this model", "logit_bias");

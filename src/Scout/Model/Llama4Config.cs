@@ -322,7 +322,7 @@ public sealed record Llama4Config
         {
             Check(Pos(rs.Factor), $"rope_scaling.factor must be positive and finite, got {rs.Factor}");
             Check(Pos(rs.LowFreqFactor), $"rope_scaling.low_freq_factor must be positive and finite, got {rs.LowFreqFactor}");
-            Check(Pos(rs.HighFreqFactor) && rs.HighFreqFactor != rs.LowFreqFactor, $"rope_scaling.high_freq_factor must be positive, finite and differ from low_freq_factor, got {rs.HighFreqFactor}");
+            Check(Pos(rs.HighFreqFactor) && rs.HighFreqFactor >= rs.LowFreqFactor, $"rope_scaling.high_freq_factor must be positive, finite and at least low_freq_factor, got {rs.HighFreqFactor}");
             Check(rs.OriginalMaxPositions > 0, $"rope_scaling.original_max_position_embeddings must be positive, got {rs.OriginalMaxPositions}");
         }
         Check(MaxPositionEmbeddings > 0, $"max_position_embeddings must be positive, got {MaxPositionEmbeddings}");
