@@ -296,7 +296,7 @@ public static unsafe class CorruptionCorpus
                 allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             }
             catch (Exception e) { crash = e; }
-        }, 64 << 20);
+        }, 64 << 20) { IsBackground = true };
         thread.Start();
         bool finished = thread.Join(MaxTime * 2);
         clock.Stop();
