@@ -46,7 +46,7 @@ public static unsafe class Llama4GgufExporter
         var c = ckpt.Config;
         // The same checks as loading for inference (every shape against the config, every tensor claimed): a file
         // whose metadata disagrees with its tensors is refused here, not written.
-        _ = Llama4Weights.Load(ckpt);
+        using (var validation = new Scout.Backends.CpuBackend(threads: 1)) _ = Llama4Weights.Load(ckpt, validation);
         List<PlannedTensor> plan = ckpt.Format == CheckpointFormat.Gguf ? PlanFromGguf(ckpt) : PlanFromHuggingFace(ckpt);
         if (Path.GetFullPath(outPath) == Path.GetFullPath(ckpt.Files[0]))
             throw new ArgumentException($"output {outPath} is the input file");
@@ -74,6 +74,7 @@ public static unsafe class Llama4GgufExporter
         for (int i = 0; i < plan.Count; i++) w.AddTensor(plan[i].Name, plan[i].Ne, types[i]);
         planned?.Invoke(plan.Count);
         var counts = new Dictionary<TensorType, int>();
+        using var pool = new WorkerPool(Environment.ProcessorCount);   // this export's encoding threads
         for (int i = 0; i < plan.Count; i++)
         {
             var t = plan[i];
@@ -99,7 +100,7 @@ public static unsafe class Llama4GgufExporter
                     var f = floats.AsSpan(0, n * cols);
                     t.FillRows(r, n, f);
                     var b = bytes.AsSpan(0, (int)(rowBytes * n));
-                    Quantizer.QuantizeRows(type, f, n, cols, b);
+                    Quantizer.QuantizeRows(type, f, n, cols, b, pool);
                     w.WriteTensorPart(t.Name, b);
                 }
             }
@@ -120,7 +121,7 @@ public static unsafe class Llama4GgufExporter
             fixed (float* pd = dst)
             {
                 float* d = pd;
-                WorkerPool.Shared.ForRange(count, Math.Max(1, (int)(65536 / cols)), (r0, r1) =>
+                ParallelRows.For(count, Math.Max(1, (int)(65536 / cols)), (r0, r1) =>
                 {
                     for (long i = r0; i < r1; i++)
                         Dequantize.ToFloat(type, new ReadOnlySpan<byte>(data + (first + i) * rowBytes, (int)rowBytes), new Span<float>(d + i * cols, (int)cols));
