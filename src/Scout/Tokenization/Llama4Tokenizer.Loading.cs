@@ -104,8 +104,11 @@ public sealed partial class Llama4Tokenizer
         JsonDocument doc;
         try
         {
-            using var fs = File.OpenRead(path);
-            doc = JsonDocument.Parse(fs, new JsonDocumentOptions { MaxDepth = 256 });
+            var bytes = File.ReadAllBytes(path);
+            // System.Text.Json checks UTF-8 only when a string is read: refuse a file that is not text up front.
+            if (!System.Text.Unicode.Utf8.IsValid(bytes))
+                throw new ModelLoadException($"{name}: not valid UTF-8 text (a token or merge holds invalid bytes)");
+            doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e) { throw new ModelLoadException($"{name}: malformed JSON: {e.Message}", e); }
         using (doc)

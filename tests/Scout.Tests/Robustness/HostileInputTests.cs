@@ -226,6 +226,20 @@ public class HostileInputTests
     }
 
     [Fact]
+    public void FuzzFindingTokenizerJsonWithInvalidUtf8IsALoadError()
+    {
+        // tools/fuzz (tokenizer target) found this: invalid UTF-8 inside a tokenizer.json string reached the generic handler.
+        using var dir = new Fixtures.TempDir();
+        var text = Encoding.UTF8.GetBytes("""{"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[]},"added_tokens":[{"id":2,"content":"<|XX|>"}]}""");
+        int at = text.AsSpan().IndexOf("XX"u8);
+        text[at] = 0xC3; text[at + 1] = 0x28;
+        File.WriteAllBytes(dir.File("tokenizer.json"), text);
+        var e = Assert.Throws<ModelLoadException>(() => Scout.Tokenization.Llama4Tokenizer.FromHuggingFaceJson(dir.File("tokenizer.json")));
+        Assert.Contains("tokenizer.json", e.Message);
+        Assert.Contains("UTF-8", e.Message);
+    }
+
+    [Fact]
     public unsafe void TensorScanFindsNonFiniteBlockScalesAndValues()
     {
         using var dir = new Fixtures.TempDir();

@@ -145,7 +145,8 @@ public class HostileRequestTests(ServerFixture f, ITestOutputHelper output) : IC
     [Fact]
     public async Task HostileRequestsDoNotStallOrdinaryStreams()
     {
-        // Alone first: the ordinary streams' time to first token without hostile company.
+        // Warm up (JIT, first allocations), then alone: the ordinary streams' time to first token without hostile company.
+        await OrdinaryStream(99);
         var alone = await Task.WhenAll(Enumerable.Range(0, 3).Select(OrdinaryStream));
 
         // Then the same streams next to: the nested schema (streamed), a huge logit_bias, and a slow client.
@@ -162,8 +163,16 @@ public class HostileRequestTests(ServerFixture f, ITestOutputHelper output) : IC
             Task.Run(async () =>
             {
                 string bias = string.Join(",", Enumerable.Range(0, 20_000).Select(i => $"\"{i % 512}\":{(i % 7) - 3}"));
-                using var r = await f.Http.PostAsync("/v1/chat/completions", new StringContent(Chat($",\"logit_bias\":{{{bias}}}"), Encoding.UTF8, "application/json"));
-                return $"huge logit_bias: {(int)r.StatusCode}";
+                try
+                {
+                    using var r = await f.Http.PostAsync("/v1/chat/completions", new StringContent(Chat($",\"logit_bias\":{{{bias}}}"), Encoding.UTF8, "application/json"));
+                    return $"huge logit_bias: {(int)r.StatusCode}";
+                }
+                catch (HttpRequestException e)
+                {
+                    // The server answers 413 from the Content-Length and closes before the client has sent the whole body.
+                    return $"huge logit_bias: 4xx (connection closed while sending: {e.Message})";
+                }
             }),
             Task.Run(async () =>
             {
