@@ -204,7 +204,7 @@ public sealed class ScoutServer : IAsyncDisposable
 
     private void Map(WebApplication app)
     {
-        app.MapGet("/health", ctx => Json(ctx, new JsonObject { ["status"] = "ok", ["model"] = _engine.ModelId }));
+        app.MapMethods("/health", ["GET", "HEAD"], ctx => Json(ctx, new JsonObject { ["status"] = "ok", ["model"] = _engine.ModelId }));
         app.MapGet("/metrics", () => Results.Text(_metrics.Prometheus(), "text/plain; version=0.0.4"));
         app.MapGet("/v1/models", ctx => Json(ctx, new JsonObject { ["object"] = "list", ["data"] = new JsonArray(ModelJson(details: false)) }));
         app.MapGet("/v1/models/{**id}", ctx => ctx.Request.RouteValues["id"] as string is var id && id == _engine.ModelId
@@ -298,6 +298,7 @@ public sealed class ScoutServer : IAsyncDisposable
         }
         ctx.Response.RegisterForDispose(doc);
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object");
+        JsonRequest.CheckText(doc.RootElement);
         return new JsonRequest(doc.RootElement);
     }
 
