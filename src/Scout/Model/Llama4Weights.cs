@@ -29,6 +29,15 @@ public sealed class LayerWeights
 public sealed record LoadOptions
 {
     public TensorType? Quantize { get; init; }
+    /// <summary>Read every tensor once before use and refuse NaN/infinite values or block scales (<see cref="TensorScan"/>).</summary>
+    public bool CheckTensors { get; init; }
+
+    /// <summary>
+    /// Layers (from the first) whose routed experts are created on the backend's <see cref="IBackend.Host"/>, so they
+    /// stay in system RAM and run on the CPU while attention, the shared expert and the head run on the device
+    /// (llama.cpp's <c>--n-cpu-moe N</c>; <see cref="int.MaxValue"/> = <c>--cpu-moe</c>). No effect on a CPU backend.
+    /// </summary>
+    public int HostExpertLayers { get; init; }
 }
 
 /// <summary>All weights of a Llama 4 text model, as zero-copy views over the checkpoint's mapped files.</summary>
@@ -46,10 +55,15 @@ public sealed unsafe class Llama4Weights
     /// <summary>The weights of <paramref name="ckpt"/> as matrices of <paramref name="backend"/> (views over the mapped files on the CPU).</summary>
     public static Llama4Weights Load(Checkpoint ckpt, IBackend backend, LoadOptions? options = null)
     {
+        if (options?.CheckTensors == true && TensorScan.Scan(ckpt) is { Count: > 0 } problems)
+            throw new NonFiniteException($"--check-tensors: {problems.Count} tensor(s) hold NaN or infinity: " + string.Join("; ", problems.Take(8)) + (problems.Count > 8 ? "; …" : ""));
         LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t, backend) : null;
         try
         {
-            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q) : LoadHuggingFace(ckpt, backend, q);
+            int hostExperts = options?.HostExpertLayers ?? 0;
+            if (hostExperts < 0) throw new ArgumentException($"layers with routed experts in RAM must not be negative, got {hostExperts}");
+            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q, hostExperts) : LoadHuggingFace(ckpt, backend, q);
+            ckpt.CheckAllClaimed();
             return q is null ? w : new Llama4Weights
             {
                 Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
@@ -77,7 +91,11 @@ public sealed unsafe class Llama4Weights
     private static float[] Vector(WeightTensor t, long n)
     {
         ExpectShape(t, n);
-        return t.ToFloatArray();
+        var v = t.ToFloatArray();
+        int bad = TensorScan.FirstNonFinite(v);
+        if (bad >= 0)
+            throw new ModelLoadException($"tensor '{t.Name}' in {t.Source} holds a non-finite value ({v[bad]}) at element {bad}");
+        return v;
     }
 
     private static LayerWeights LayerCommon(IBackend backend, Llama4Config c, Func<string, WeightTensor> get, string norm1, string q, string k, string v, string o, string norm2,
@@ -160,7 +178,7 @@ public sealed unsafe class Llama4Weights
         };
     }
 
-    private static Llama4Weights LoadGguf(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq)
+    private static Llama4Weights LoadGguf(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq, int hostExpertLayers)
     {
         var c = ckpt.Config;
         var embedding = ckpt.Get("token_embd.weight");
@@ -185,12 +203,13 @@ public sealed unsafe class Llama4Weights
                 ExpectShape(up, e, f, d);
                 ExpectShape(down, e, d, f);
                 experts = new FeedForward[e];
+                var eb = i < hostExpertLayers ? backend.Host : backend;
                 long gBytes = gate.Type.ByteCount((long)f * d), uBytes = up.Type.ByteCount((long)f * d), dBytes = down.Type.ByteCount((long)d * f);
                 for (int x = 0; x < e; x++)
                     experts[x] = new FeedForward(
-                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? backend.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
-                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? backend.RowMajor(up.Type, up.Data + x * uBytes, f, d),
-                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? backend.RowMajor(down.Type, down.Data + x * dBytes, d, f));
+                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? eb.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
+                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? eb.RowMajor(up.Type, up.Data + x * uBytes, f, d),
+                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? eb.RowMajor(down.Type, down.Data + x * dBytes, d, f));
                 shared = new FeedForward(
                     Matrix(backend, ckpt.Get(p + "ffn_gate_shexp.weight"), f, d, lq),
                     Matrix(backend, ckpt.Get(p + "ffn_up_shexp.weight"), f, d, lq),
@@ -228,5 +247,8 @@ public sealed unsafe class Llama4Weights
             throw new ArgumentException($"token id {token} is outside the vocabulary (0..{vocab - 1})");
         long rowBytes = Embedding.Type.RowBytes(dst.Length);
         Dequantize.ToFloat(Embedding.Type, new ReadOnlySpan<byte>(Embedding.Data + token * rowBytes, (int)rowBytes), dst);
+        int bad = TensorScan.FirstNonFinite(dst);
+        if (bad >= 0)
+            throw new NonFiniteException($"the embedding of token {token} ('{Embedding.Name}' row {token}, element {bad}) is {dst[bad]}: the weights are corrupt");
     }
 }
