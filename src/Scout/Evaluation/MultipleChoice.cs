@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using Scout.Model;
 using Scout.Tokenization;
@@ -56,8 +57,8 @@ public sealed record MultipleChoiceResult(IReadOnlyList<ItemResult> Items, Estim
 public static class MultipleChoice
 {
     /// <summary>
-    /// Reads a JSON-lines tasks file: <c>{"question", "choices": [...], "answer"}</c> (answer: index, letter A–Z, or
-    /// the text of a choice), HellaSwag's <c>{"ctx", "endings", "label"}</c>, or pre-tokenized
+    /// Reads a JSON-lines tasks file: <c>{"question", "choices": [...], "answer"}</c> (answer: the text of a choice,
+    /// else an index, else a letter A–Z), HellaSwag's <c>{"ctx", "endings", "label"}</c>, or pre-tokenized
     /// <c>{"context_ids": [...], "choice_ids": [[...], ...], "answer"}</c>. Blank lines are skipped.
     /// </summary>
     public static List<MultipleChoiceItem> Load(string path, int? limit = null)
@@ -73,7 +74,7 @@ public static class MultipleChoice
             try
             {
                 using var doc = JsonDocument.Parse(text);
-                items.Add(ParseItem(doc.RootElement, line) );
+                items.Add(ParseItem(doc.RootElement, line));
             }
             catch (JsonException e)
             {
@@ -102,7 +103,8 @@ public static class MultipleChoice
         string ctxField = hellaswag ? "ctx" : "question", choiceField = hellaswag ? "endings" : "choices", answerField = hellaswag ? "label" : "answer";
         string context = Str(e, ctxField);
         var texts = Array(e, choiceField).Select((c, i) => c.ValueKind == JsonValueKind.String ? c.GetString()! : throw new FormatException($"field '{choiceField}[{i}]' must be a string")).ToArray();
-        return Finish(new MultipleChoiceItem { Context = context, Choices = texts, Line = line }, e, answerField, texts.Length, texts);
+        // HellaSwag's label is always an index; a question's answer may also be a choice's text (checked first).
+        return Finish(new MultipleChoiceItem { Context = context, Choices = texts, Line = line }, e, answerField, texts.Length, hellaswag ? null : texts);
     }
 
     private static MultipleChoiceItem Finish(MultipleChoiceItem item, JsonElement e, string field, int count, string[]? texts)
@@ -112,9 +114,9 @@ public static class MultipleChoice
         int answer = a.ValueKind switch
         {
             JsonValueKind.Number when a.TryGetInt32(out int i) => i,
-            JsonValueKind.String when int.TryParse(a.GetString(), out int i) => i,
-            JsonValueKind.String when a.GetString() is { Length: 1 } s && char.IsAsciiLetterUpper(s[0]) => s[0] - 'A',
             JsonValueKind.String when texts is not null && System.Array.IndexOf(texts, a.GetString()) is >= 0 and var i => i,
+            JsonValueKind.String when int.TryParse(a.GetString(), NumberStyles.None, CultureInfo.InvariantCulture, out int i) => i,
+            JsonValueKind.String when a.GetString() is { Length: 1 } s && char.IsAsciiLetterUpper(s[0]) => s[0] - 'A',
             _ => throw new FormatException($"field '{field}' must be a choice index, a letter A-Z or a choice's text (got {a.GetRawText()})"),
         };
         if (answer < 0 || answer >= count) throw new FormatException($"field '{field}' = {answer} is not a choice index (0..{count - 1})");
