@@ -4,7 +4,7 @@ using Scout.Tensors;
 namespace Scout.Kernels;
 
 /// <summary>Row-major F32/F16/BF16 weights. Each row is read once per call and dotted with all n inputs.</summary>
-public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, int cols) : IWeightMatrix
+public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, int cols) : IWeightMatrix, IRangeProduct
 {
     private readonly int _elemBytes = type == TensorType.F32 ? 4 : 2;
     public int Rows { get; } = rows;
@@ -18,10 +18,11 @@ public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, in
             throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         fixed (float* px = x, py = y)
         {
-            float* xp = px, yp = py;
-            WorkerPool.Shared.ForRange(Rows, 16, (r0, r1) => MultiplyRows(xp, n, yp, r0, r1));
+            RangeProductJob.Run(WorkerPool.Shared, this, px, n, py, Rows, 16);
         }
     }
+
+    void IRangeProduct.MultiplyRange(float* x, int n, float* y, int r0, int r1) => MultiplyRows(x, n, y, r0, r1);
 
     private void MultiplyRows(float* x, int n, float* y, int r0, int r1)
     {
@@ -56,7 +57,7 @@ public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, in
 /// Weights stored input-major, W[in, ld] with y = x·W[:, offset..offset+out) — Hugging Face's Llama 4 expert
 /// tensors (gate_up_proj [E, D, 2F], down_proj [E, F, D]). Read in place; no transposed copy is made.
 /// </summary>
-public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset) : IWeightMatrix
+public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset) : IWeightMatrix, IRangeProduct
 {
     private readonly int _elemBytes = type == TensorType.F32 ? 4 : 2;
     public int Rows { get; } = outputs;
@@ -70,10 +71,11 @@ public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, in
             throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         fixed (float* px = x, py = y)
         {
-            float* xp = px, yp = py;
-            WorkerPool.Shared.ForRange(Rows, 64, (o0, o1) => MultiplyColumns(xp, n, yp, o0, o1));
+            RangeProductJob.Run(WorkerPool.Shared, this, px, n, py, Rows, 64);
         }
     }
+
+    void IRangeProduct.MultiplyRange(float* x, int n, float* y, int r0, int r1) => MultiplyColumns(x, n, y, r0, r1);
 
     private void MultiplyColumns(float* x, int n, float* y, int o0, int o1)
     {
@@ -112,7 +114,7 @@ public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, in
 }
 
 /// <summary>Fallback for block-quantized weights without a native kernel: dequantizes each row, then dots in float.</summary>
-public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int rows, int cols) : IWeightMatrix
+public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int rows, int cols) : IWeightMatrix, IRangeProduct
 {
     private readonly long _rowBytes = type.RowBytes(cols);
     public int Rows { get; } = rows;
@@ -122,23 +124,24 @@ public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int r
 
     public void Multiply(ReadOnlySpan<float> x, int n, Span<float> y)
     {
+        if (x.Length < n * Cols || y.Length < n * Rows)
+            throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         fixed (float* px = x, py = y)
+            RangeProductJob.Run(WorkerPool.Shared, this, px, n, py, Rows, 16);
+    }
+
+    void IRangeProduct.MultiplyRange(float* xp, int n, float* yp, int r0, int r1)
+    {
+        float[] row = System.Buffers.ArrayPool<float>.Shared.Rent(Cols);
+        try
         {
-            float* xp = px, yp = py;
-            WorkerPool.Shared.ForRange(Rows, 16, (r0, r1) =>
+            for (int r = r0; r < r1; r++)
             {
-                float[] row = System.Buffers.ArrayPool<float>.Shared.Rent(Cols);
-                try
-                {
-                    for (int r = r0; r < r1; r++)
-                    {
-                        Dequantize.ToFloat(Type, new ReadOnlySpan<byte>(data + r * _rowBytes, (int)_rowBytes), row.AsSpan(0, Cols));
-                        for (int t = 0; t < n; t++)
-                            yp[(long)t * Rows + r] = TensorPrimitives.Dot(row.AsSpan(0, Cols), new ReadOnlySpan<float>(xp + (long)t * Cols, Cols));
-                    }
-                }
-                finally { System.Buffers.ArrayPool<float>.Shared.Return(row); }
-            });
+                Dequantize.ToFloat(Type, new ReadOnlySpan<byte>(data + r * _rowBytes, (int)_rowBytes), row.AsSpan(0, Cols));
+                for (int t = 0; t < n; t++)
+                    yp[(long)t * Rows + r] = TensorPrimitives.Dot(row.AsSpan(0, Cols), new ReadOnlySpan<float>(xp + (long)t * Cols, Cols));
+            }
         }
+        finally { System.Buffers.ArrayPool<float>.Shared.Return(row); }
     }
 }

@@ -1,6 +1,4 @@
-using System.Buffers;
-using System.Numerics.Tensors;
-using Scout.Kernels;
+using Scout.Backends;
 
 namespace Scout.Model;
 
@@ -21,31 +19,45 @@ public readonly record struct BatchSegment(KvCache Cache, int Count, bool WantLo
 ///                    h = h + FFN_or_MoE(RMSNorm(h))         (MoE: sigmoid top-k router, routed SwiGLU experts + shared expert)
 ///   logits = lm_head(RMSNorm(h))
 ///
-/// Matrix products, norms and the thread pool live in <see cref="Kernels"/>; this file only says what is computed.
+/// Every operation runs on the <see cref="IBackend"/> the model was loaded with, over the buffers of one
+/// <see cref="ForwardWorkspace"/> sized for the largest batch seen; this file only says what is computed.
 /// </summary>
 public sealed class Llama4Model : IDisposable
 {
     private readonly Checkpoint? _checkpoint;
     private readonly float[] _ropeFreqs;
+    private readonly bool _ownsBackend;
+    private readonly object _gate = new();
+    private ForwardWorkspace _ws;
 
     public Llama4Config Config { get; }
     public Llama4Weights Weights { get; }
+    /// <summary>Where the operations run.</summary>
+    public IBackend Backend { get; }
+    /// <summary>The activation buffers (grown only when a forward carries more rows than any before).</summary>
+    public ForwardWorkspace Workspace => _ws;
 
-    public Llama4Model(Llama4Config config, Llama4Weights weights, Checkpoint? owner = null)
+    /// <param name="backend">where the operations run (default: a CPU backend on every core, owned by the model)</param>
+    /// <param name="maxRows">rows (tokens of all sequences) the workspace is first sized for</param>
+    public Llama4Model(Llama4Config config, Llama4Weights weights, Checkpoint? owner = null, IBackend? backend = null, int maxRows = 1)
     {
         Config = config;
         Weights = weights;
         _checkpoint = owner;
+        _ownsBackend = backend is null;
+        Backend = backend ?? new CpuBackend();
         _ropeFreqs = AttentionMath.RopeFrequencies(config.HeadDim, config.RopeTheta, config.RopeScaling, weights.RopeFreqDivisors);
+        _ws = new ForwardWorkspace(config, Math.Max(1, maxRows));
     }
 
     /// <summary>Loads a model from a folder, .safetensors or .gguf (see <see cref="Checkpoint.Open"/>).</summary>
-    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null, LoadOptions? options = null)
+    /// <param name="backend">where the operations run; the caller keeps ownership (default: a CPU backend owned by the model)</param>
+    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null, LoadOptions? options = null, IBackend? backend = null)
     {
         var ckpt = Checkpoint.Open(path, configPath, progress);
         try
         {
-            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt, options), ckpt);
+            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt, options), ckpt, backend);
         }
         catch
         {
@@ -58,6 +70,13 @@ public sealed class Llama4Model : IDisposable
 
     public KvCache CreateCache(int maxContext) => new(Config, maxContext);
 
+    /// <summary>Sizes the workspace for forwards of up to <paramref name="rows"/> rows now, so later steps never allocate.</summary>
+    public void ReserveRows(int rows)
+    {
+        lock (_gate)
+            if (rows > _ws.Rows) _ws = new ForwardWorkspace(Config, rows);
+    }
+
     /// <summary>Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache.</summary>
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
         => ForwardEmbeddings(EmbedTokens(tokens), tokens.Length, cache, logits, mode);
@@ -65,9 +84,8 @@ public sealed class Llama4Model : IDisposable
     /// <summary>The token embeddings [n, hidden] of <paramref name="tokens"/> (ids checked against the vocabulary).</summary>
     public float[] EmbedTokens(ReadOnlySpan<int> tokens)
     {
-        int d = Config.HiddenSize;
-        var h = new float[tokens.Length * d];
-        for (int t = 0; t < tokens.Length; t++) Weights.Embed(tokens[t], h.AsSpan(t * d, d));
+        var h = new float[tokens.Length * Config.HiddenSize];
+        Backend.Embed(Weights, tokens, h);
         return h;
     }
 
@@ -81,15 +99,24 @@ public sealed class Llama4Model : IDisposable
     /// <summary>
     /// One decode step for several sequences at once: token i goes to caches[i] at that cache's next position.
     /// Every weight matrix is read once for the whole batch; attention runs per sequence against its own cache.
-    /// <paramref name="logits"/> receives one row per sequence.
+    /// <paramref name="logits"/> receives one row per sequence. Allocates nothing once the workspace holds the batch.
     /// </summary>
     public void ForwardBatch(ReadOnlySpan<int> tokens, IReadOnlyList<KvCache> caches, Span<float> logits)
     {
         if (tokens.Length != caches.Count)
             throw new ArgumentException($"{tokens.Length} tokens for {caches.Count} caches: a batch step takes one token per sequence");
-        var segments = new BatchSegment[tokens.Length];
-        for (int i = 0; i < segments.Length; i++) segments[i] = new BatchSegment(caches[i], 1);
-        ForwardSegments(EmbedTokens(tokens), segments, logits, LogitsMode.Last);
+        if (tokens.Length == 0) throw new ArgumentException("a forward pass needs at least one sequence");
+        lock (_gate)
+        {
+            if (tokens.Length > _ws.Rows) _ws = new ForwardWorkspace(Config, tokens.Length);
+            var ws = _ws;
+            var segments = ws.Segments;
+            segments.Clear();
+            for (int i = 0; i < tokens.Length; i++) segments.Add(new BatchSegment(caches[i], 1));
+            Backend.Embed(Weights, tokens, ws.Input.AsSpan(0, tokens.Length * Config.HiddenSize));
+            try { ForwardSegments(ws.Input, segments, logits, LogitsMode.Last); }
+            finally { segments.Clear(); }
+        }
     }
 
     /// <summary>
@@ -101,80 +128,56 @@ public sealed class Llama4Model : IDisposable
     {
         var c = Config;
         int d = c.HiddenSize;
-        var rows = SegmentRows.Plan(segments);
-        int n = rows.Count;
-        var lastRows = new List<int>();
-        for (int s = 0; s < segments.Count; s++)
-            if (segments[s].WantLogits) lastRows.Add(rows.Offset[s] + segments[s].Count - 1);
-        int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => lastRows.Count, _ => 0 };
-        if (logits.Length < logitRows * c.VocabSize)
-            throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {logitRows * c.VocabSize}");
-
-        var normed = new float[n * d];
-        var delta = new float[n * d];
-        for (int layer = 0; layer < c.NumLayers; layer++)
+        int n = BatchRows.RowsOf(segments);
+        if (h.Length < n * d) throw new ArgumentException($"input holds {h.Length} floats, the batch needs {n * d}");
+        lock (_gate)
         {
-            var w = Weights.Layers[layer];
-            RmsNormRows(h, w.AttentionNorm, normed, n);
-            Attention(layer, normed, rows, delta);
-            TensorPrimitives.Add(h.AsSpan(0, n * d), delta, h.AsSpan(0, n * d));
-
-            RmsNormRows(h, w.FfnNorm, normed, n);
-            if (w.Dense is { } dense) FeedForward(dense, normed, n, delta);
-            else MixtureOfExperts(w, normed, n, delta);
-            TensorPrimitives.Add(h.AsSpan(0, n * d), delta, h.AsSpan(0, n * d));
-        }
-        for (int s = 0; s < segments.Count; s++) segments[s].Cache.Length = rows.Start[s] + segments[s].Count;
-
-        if (logitRows == 0) return;
-        var finalNormed = normed.AsSpan(0, logitRows * d);
-        for (int r = 0; r < logitRows; r++)
-        {
-            int row = mode == LogitsMode.All ? r : lastRows[r];
-            Ops.RmsNorm(h.AsSpan(row * d, d), Weights.FinalNorm, (float)c.RmsNormEps, finalNormed.Slice(r * d, d));
-        }
-        Weights.Output.Multiply(finalNormed, logitRows, logits[..(logitRows * c.VocabSize)]);
-    }
-
-    /// <summary>Where each row of a multi-sequence batch belongs: its segment, and each segment's first row and position.</summary>
-    private sealed class SegmentRows
-    {
-        public required IReadOnlyList<BatchSegment> Segments;
-        public required int[] Offset;   // first row of segment s
-        public required int[] Start;    // position of that row (cache length before the step)
-        public required int[] Segment;  // segment of row r
-        public int Count => Segment.Length;
-        public int Position(int row) => Start[Segment[row]] + row - Offset[Segment[row]];
-
-        public static SegmentRows Plan(IReadOnlyList<BatchSegment> segments)
-        {
-            if (segments.Count == 0) throw new ArgumentException("a forward pass needs at least one sequence");
-            var offset = new int[segments.Count];
-            var start = new int[segments.Count];
-            var seen = new HashSet<KvCache>(ReferenceEqualityComparer.Instance);
-            int n = 0;
+            if (n > _ws.Rows) _ws = new ForwardWorkspace(c, n);
+            var ws = _ws;
+            var rows = ws.Batch;
+            rows.Plan(segments);
+            int lastRows = 0;
             for (int s = 0; s < segments.Count; s++)
-            {
-                var (cache, count) = (segments[s].Cache, segments[s].Count);
-                if (count <= 0) throw new ArgumentException($"sequence {s} of the batch has no tokens");
-                if (!seen.Add(cache)) throw new ArgumentException("the same KV cache appears twice in one batch");
-                if (cache.Length + count > cache.MaxContext)
-                    throw new InvalidOperationException($"context is full: {cache.Length} + {count} tokens exceeds the context length {cache.MaxContext}");
-                offset[s] = n;
-                start[s] = cache.Length;
-                n += count;
-            }
-            var segment = new int[n];
-            for (int s = 0; s < segments.Count; s++) segment.AsSpan(offset[s], segments[s].Count).Fill(s);
-            return new SegmentRows { Segments = segments, Offset = offset, Start = start, Segment = segment };
-        }
-    }
+                if (segments[s].WantLogits) ws.LogitRows[lastRows++] = rows.OffsetOf(s) + segments[s].Count - 1;
+            int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => lastRows, _ => 0 };
+            if (logits.Length < logitRows * c.VocabSize)
+                throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {logitRows * c.VocabSize}");
 
-    private void RmsNormRows(float[] x, float[] weight, float[] y, int n)
-    {
-        int d = Config.HiddenSize;
-        float eps = (float)Config.RmsNormEps;
-        for (int t = 0; t < n; t++) Ops.RmsNorm(x.AsSpan(t * d, d), weight, eps, y.AsSpan(t * d, d));
+            // Position-dependent factors, once per forward for every layer: RoPE rotations and NoPE temperatures.
+            var positions = ws.Positions.AsSpan(0, n);
+            for (int t = 0; t < n; t++) positions[t] = rows.Position(t);
+            int half = c.HeadDim / 2;
+            Backend.RopeTables(positions, _ropeFreqs, ws.RopeCos.AsSpan(0, n * half), ws.RopeSin.AsSpan(0, n * half));
+            if (c.AttnTemperatureTuning)
+                for (int t = 0; t < n; t++) ws.Temperature[t] = AttentionMath.TemperatureScale(positions[t], c.FloorScale, c.AttnScale);
+
+            var hs = h.AsSpan(0, n * d);
+            var normed = ws.Normed.AsSpan(0, n * d);
+            var delta = ws.Delta.AsSpan(0, n * d);
+            float eps = (float)c.RmsNormEps;
+            for (int layer = 0; layer < c.NumLayers; layer++)
+            {
+                var w = Weights.Layers[layer];
+                Backend.RmsNorm(hs, w.AttentionNorm, eps, n, d, normed);
+                Attention(ws, layer, n, ws.Delta);
+                Backend.Add(hs, delta);
+
+                Backend.RmsNorm(hs, w.FfnNorm, eps, n, d, normed);
+                if (w.Dense is { } dense) FeedForward(ws, dense, normed, n, delta);
+                else MixtureOfExperts(ws, w, n, delta);
+                Backend.Add(hs, delta);
+            }
+            for (int s = 0; s < segments.Count; s++) segments[s].Cache.Length = rows.StartOf(s) + segments[s].Count;
+
+            if (logitRows == 0) return;
+            var finalNormed = normed[..(logitRows * d)];
+            for (int r = 0; r < logitRows; r++)
+            {
+                int row = mode == LogitsMode.All ? r : ws.LogitRows[r];
+                Backend.RmsNorm(hs.Slice(row * d, d), Weights.FinalNorm, eps, 1, d, finalNormed.Slice(r * d, d));
+            }
+            Backend.MatMul(Weights.Output, finalNormed, logitRows, logits[..(logitRows * c.VocabSize)]);
+        }
     }
 
     /// <summary>
@@ -182,160 +185,51 @@ public sealed class Llama4Model : IDisposable
     /// current chunk. NoPE layers: no rotation, temperature-scaled queries, attend to every earlier position.
     /// Each row attends only to its own sequence's keys.
     /// </summary>
-    private void Attention(int layer, float[] x, SegmentRows rows, float[] output)
+    private void Attention(ForwardWorkspace ws, int layer, int n, float[] output)
     {
         var c = Config;
         var w = Weights.Layers[layer];
-        int n = rows.Count;
-        int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim;
+        int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim, half = hd / 2;
         bool useRope = c.UsesRope(layer);
-        bool chunked = useRope;
         float eps = (float)c.RmsNormEps;
+        var x = ws.Normed.AsSpan(0, n * c.HiddenSize);
+        var q = ws.Q.AsSpan(0, n * qDim);
+        var k = ws.K.AsSpan(0, n * kvDim);
 
-        var q = ArrayPool<float>.Shared.Rent(n * qDim);
-        var k = ArrayPool<float>.Shared.Rent(n * kvDim);
-        var v = ArrayPool<float>.Shared.Rent(n * kvDim);
-        var attn = ArrayPool<float>.Shared.Rent(n * qDim);
-        try
+        Backend.MatMul(w.Q, x, n, q);
+        Backend.MatMul(w.K, x, n, k);
+        Backend.MatMul(w.V, x, n, ws.V.AsSpan(0, n * kvDim));
+        if (useRope)
         {
-            w.Q.Multiply(x, n, q);
-            w.K.Multiply(x, n, k);
-            w.V.Multiply(x, n, v);
-
-            Span<float> cos = stackalloc float[hd / 2], sin = stackalloc float[hd / 2];
-            for (int t = 0; t < n; t++)
+            var cos = ws.RopeCos.AsSpan(0, n * half);
+            var sin = ws.RopeSin.AsSpan(0, n * half);
+            Backend.Rope(q, n, c.NumHeads, hd, cos, sin);
+            Backend.Rope(k, n, c.NumKvHeads, hd, cos, sin);
+            if (c.UseQkNorm)
             {
-                int pos = rows.Position(t);
-                var qt = q.AsSpan(t * qDim, qDim);
-                var kt = k.AsSpan(t * kvDim, kvDim);
-                if (useRope)
-                {
-                    for (int j = 0; j < hd / 2; j++)
-                    {
-                        float angle = pos * _ropeFreqs[j];
-                        cos[j] = (float)Math.Cos(angle);
-                        sin[j] = (float)Math.Sin(angle);
-                    }
-                    for (int hh = 0; hh < c.NumHeads; hh++) Ops.Rope(qt.Slice(hh * hd, hd), cos, sin);
-                    for (int hh = 0; hh < c.NumKvHeads; hh++) Ops.Rope(kt.Slice(hh * hd, hd), cos, sin);
-                    if (c.UseQkNorm)
-                    {
-                        for (int hh = 0; hh < c.NumHeads; hh++) Ops.RmsNorm(qt.Slice(hh * hd, hd), default, eps, qt.Slice(hh * hd, hd));
-                        for (int hh = 0; hh < c.NumKvHeads; hh++) Ops.RmsNorm(kt.Slice(hh * hd, hd), default, eps, kt.Slice(hh * hd, hd));
-                    }
-                }
-                else if (c.AttnTemperatureTuning)
-                {
-                    TensorPrimitives.Multiply(qt, AttentionMath.TemperatureScale(pos, c.FloorScale, c.AttnScale), qt);
-                }
+                Backend.RmsNorm(q, default, eps, n * c.NumHeads, hd, q);
+                Backend.RmsNorm(k, default, eps, n * c.NumKvHeads, hd, k);
             }
-
-            var caches = new KvCache.LayerCache[rows.Segments.Count];
-            for (int s = 0; s < caches.Length; s++)
-            {
-                caches[s] = rows.Segments[s].Cache.Layers[layer];
-                caches[s].EnsureSlots(rows.Start[s] + rows.Segments[s].Count);
-            }
-            AttendAll(q, k, v, rows, caches, chunked, attn);
-
-            // Store this batch's keys/values; chunked layers overwrite ring slots of earlier chunks.
-            for (int s = 0; s < caches.Length; s++)
-            {
-                var lc = caches[s];
-                int count = rows.Segments[s].Count;
-                int firstStored = lc.Ring ? Math.Max(0, count - lc.Capacity) : 0;
-                for (int t = firstStored; t < count; t++)
-                {
-                    int row = rows.Offset[s] + t;
-                    int slot = lc.Slot(rows.Start[s] + t);
-                    k.AsSpan(row * kvDim, kvDim).CopyTo(lc.K.AsSpan(slot * kvDim, kvDim));
-                    v.AsSpan(row * kvDim, kvDim).CopyTo(lc.V.AsSpan(slot * kvDim, kvDim));
-                }
-            }
-
-            w.O.Multiply(attn.AsSpan(0, n * qDim), n, output);
         }
-        finally
+        else if (c.AttnTemperatureTuning)
         {
-            ArrayPool<float>.Shared.Return(q);
-            ArrayPool<float>.Shared.Return(k);
-            ArrayPool<float>.Shared.Return(v);
-            ArrayPool<float>.Shared.Return(attn);
+            Backend.ScaleRows(q, qDim, ws.Temperature.AsSpan(0, n));
         }
+
+        Backend.Attention(c, layer, chunked: useRope, ws.Q, ws.K, ws.V, ws.Batch, ws.Attn);
+        Backend.MatMul(w.O, ws.Attn.AsSpan(0, n * qDim), n, output.AsSpan(0, n * c.HiddenSize));
     }
-
-    /// <summary>softmax(q·kᵀ/√d)·v for every (row, head); keys before the batch come from the row's own cache.</summary>
-    private void AttendAll(float[] q, float[] k, float[] v, SegmentRows rows, KvCache.LayerCache[] caches, bool chunked, float[] output)
-    {
-        var c = Config;
-        int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim, kvHeads = c.NumKvHeads;
-        int group = c.NumHeads / kvHeads;
-        float scale = 1f / MathF.Sqrt(hd);
-        int chunk = c.AttentionChunkSize;
-
-        // One job per (token, KV head): the query heads sharing that KV head are done together, so every key and
-        // value row is read once per group rather than once per query head.
-        WorkerPool.Shared.For(rows.Count * kvHeads, job =>
-        {
-            int t = job / kvHeads, kvHead = job % kvHeads;
-            int s = rows.Segment[t];
-            int start = rows.Start[s], rowOffset = rows.Offset[s];
-            var lc = caches[s];
-            int pos = rows.Position(t);
-            int from = AttentionMath.FirstVisibleKey(pos, chunked, chunk);
-            int count = pos - from + 1;
-            int firstHead = kvHead * group;
-            float[] scores = ArrayPool<float>.Shared.Rent(group * count);
-            try
-            {
-                for (int kp = from; kp <= pos; kp++)
-                {
-                    var key = KeyOrValue(k, lc.K, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
-                    for (int g = 0; g < group; g++)
-                        scores[g * count + kp - from] = Ops.Dot(new ReadOnlySpan<float>(q, t * qDim + (firstHead + g) * hd, hd), key) * scale;
-                }
-                for (int g = 0; g < group; g++)
-                {
-                    Ops.Softmax(scores.AsSpan(g * count, count));
-                    output.AsSpan(t * qDim + (firstHead + g) * hd, hd).Clear();
-                }
-                for (int kp = from; kp <= pos; kp++)
-                {
-                    var value = KeyOrValue(v, lc.V, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
-                    for (int g = 0; g < group; g++)
-                        Ops.AddScaled(output.AsSpan(t * qDim + (firstHead + g) * hd, hd), value, scores[g * count + kp - from]);
-                }
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(scores);
-            }
-        });
-    }
-
-    private static ReadOnlySpan<float> KeyOrValue(float[] batch, float[] cached, int pos, int start, int rowOffset, KvCache.LayerCache lc, int kvDim)
-        => pos >= start
-            ? new ReadOnlySpan<float>(batch, (rowOffset + pos - start) * kvDim, kvDim)
-            : new ReadOnlySpan<float>(cached, lc.Slot(pos) * kvDim, kvDim);
 
     /// <summary>SwiGLU: down(silu(gate·x) ⊙ up·x).</summary>
-    private static void FeedForward(FeedForward ff, ReadOnlySpan<float> x, int n, Span<float> output)
+    private void FeedForward(ForwardWorkspace ws, FeedForward ff, ReadOnlySpan<float> x, int n, Span<float> output)
     {
         int f = ff.Gate.Rows;
-        var gate = ArrayPool<float>.Shared.Rent(n * f);
-        var up = ArrayPool<float>.Shared.Rent(n * f);
-        try
-        {
-            ff.Gate.Multiply(x, n, gate);
-            ff.Up.Multiply(x, n, up);
-            Ops.SwiGlu(gate.AsSpan(0, n * f), up.AsSpan(0, n * f));
-            ff.Down.Multiply(gate.AsSpan(0, n * f), n, output);
-        }
-        finally
-        {
-            ArrayPool<float>.Shared.Return(gate);
-            ArrayPool<float>.Shared.Return(up);
-        }
+        var gate = ws.Gate.AsSpan(0, n * f);
+        var up = ws.Up.AsSpan(0, n * f);
+        Backend.MatMul(ff.Gate, x, n, gate);
+        Backend.MatMul(ff.Up, x, n, up);
+        Backend.SwiGlu(gate, up);
+        Backend.MatMul(ff.Down, gate, n, output);
     }
 
     /// <summary>
@@ -343,72 +237,37 @@ public sealed class Llama4Model : IDisposable
     /// input scaled by sigmoid(r_e) (scaling the input, not the output); the shared expert always runs on x.
     /// Tokens are grouped by expert so each expert's weights are read once per batch.
     /// </summary>
-    private void MixtureOfExperts(LayerWeights w, float[] x, int n, float[] output)
+    private void MixtureOfExperts(ForwardWorkspace ws, LayerWeights w, int n, Span<float> output)
     {
         var c = Config;
         int d = c.HiddenSize, experts = c.NumExperts, k = c.TopK;
-        var pool = ArrayPool<float>.Shared;
-        var routerLogits = pool.Rent(n * experts);
-        // Routing table, grouped by expert (counting sort, tokens in order): slot i holds token routed[i] with gate weight gates[i].
-        var routed = ArrayPool<int>.Shared.Rent(n * k);
-        var gates = pool.Rent(n * k);
-        var choice = ArrayPool<int>.Shared.Rent(n * k);
-        var firstSlot = ArrayPool<int>.Shared.Rent(experts + 1);
-        try
-        {
-            w.Router!.Multiply(x.AsSpan(0, n * d), n, routerLogits);
-            FeedForward(w.SharedExpert!, x.AsSpan(0, n * d), n, output.AsSpan(0, n * d));
+        var x = ws.Normed.AsSpan(0, n * d);
+        var routerLogits = ws.RouterLogits.AsSpan(0, n * experts);
+        Backend.MatMul(w.Router!, x, n, routerLogits);
+        FeedForward(ws, w.SharedExpert!, x, n, output[..(n * d)]);
 
-            Array.Clear(firstSlot, 0, experts + 1);
-            for (int t = 0; t < n; t++)
-            {
-                var top = choice.AsSpan(t * k, k);
-                TopK(routerLogits.AsSpan(t * experts, experts), top);
-                foreach (int e in top) firstSlot[e + 1]++;
-            }
-            for (int e = 0; e < experts; e++) firstSlot[e + 1] += firstSlot[e];
-            Span<int> fill = experts <= 256 ? stackalloc int[experts] : new int[experts];
-            firstSlot.AsSpan(0, experts).CopyTo(fill);
-            for (int t = 0; t < n; t++)
-                foreach (int e in choice.AsSpan(t * k, k))
-                {
-                    int slot = fill[e]++;
-                    routed[slot] = t;
-                    gates[slot] = Ops.Sigmoid(routerLogits[t * experts + e]);
-                }
-
-            for (int e = 0; e < experts; e++)
-            {
-                int from = firstSlot[e], m = firstSlot[e + 1] - from;
-                if (m == 0) continue;
-                var xin = pool.Rent(m * d);
-                var yout = pool.Rent(m * d);
-                try
-                {
-                    for (int i = 0; i < m; i++)
-                        TensorPrimitives.Multiply(x.AsSpan(routed[from + i] * d, d), gates[from + i], xin.AsSpan(i * d, d));
-                    FeedForward(w.Experts![e], xin.AsSpan(0, m * d), m, yout.AsSpan(0, m * d));
-                    for (int i = 0; i < m; i++)
-                    {
-                        var dst = output.AsSpan(routed[from + i] * d, d);
-                        TensorPrimitives.Add(dst, yout.AsSpan(i * d, d), dst);
-                    }
-                }
-                finally
-                {
-                    pool.Return(xin);
-                    pool.Return(yout);
-                }
-            }
-        }
-        finally
+        // Routing table, grouped by expert (counting sort, tokens in order): slot i holds token SlotRows[i] with gate weight SlotGates[i].
+        var firstSlot = ws.FirstSlot.AsSpan(0, experts + 1);
+        var choice = ws.Choice;
+        firstSlot.Clear();
+        for (int t = 0; t < n; t++)
         {
-            pool.Return(routerLogits);
-            pool.Return(gates);
-            ArrayPool<int>.Shared.Return(routed);
-            ArrayPool<int>.Shared.Return(choice);
-            ArrayPool<int>.Shared.Return(firstSlot);
+            var top = choice.AsSpan(t * k, k);
+            TopK(routerLogits.Slice(t * experts, experts), top);
+            foreach (int e in top) firstSlot[e + 1]++;
         }
+        for (int e = 0; e < experts; e++) firstSlot[e + 1] += firstSlot[e];
+        var fill = ws.Fill.AsSpan(0, experts);
+        firstSlot[..experts].CopyTo(fill);
+        for (int t = 0; t < n; t++)
+            foreach (int e in choice.AsSpan(t * k, k))
+            {
+                int slot = fill[e]++;
+                ws.SlotRows[slot] = t;
+                ws.SlotGates[slot] = Kernels.Ops.Sigmoid(routerLogits[t * experts + e]);
+            }
+
+        Backend.RoutedExperts(w.Experts!, x, d, new ExpertRouting(firstSlot, ws.SlotRows.AsSpan(0, n * k), ws.SlotGates.AsSpan(0, n * k)), ws, output[..(n * d)]);
     }
 
     /// <summary>Indices of the k largest values (ties: lower index first, as torch.topk on CPU).</summary>
@@ -431,5 +290,6 @@ public sealed class Llama4Model : IDisposable
     {
         _checkpoint?.Dispose();
         Weights.Owned?.Dispose();
+        if (_ownsBackend) Backend.Dispose();
     }
 }

@@ -1,0 +1,73 @@
+using Scout.Backends;
+using Scout.Cli.Commands;
+using Scout.Model;
+using Scout.Planning;
+using Xunit.Abstractions;
+
+namespace Scout.Tests.Backends;
+
+/// <summary>The forward workspace: what the planner prints is what the model allocates, and decoding allocates nothing.</summary>
+public class WorkspaceTests(ITestOutputHelper output)
+{
+    /// <summary>Bytes of every array a workspace really holds, found by reflection (so a buffer added without the layout is caught).</summary>
+    private static long AllocatedBytes(ForwardWorkspace ws)
+    {
+        long bytes = 0;
+        foreach (var p in typeof(ForwardWorkspace).GetProperties())
+        {
+            var value = p.GetValue(ws);
+            if (value is float[] f) bytes += f.Length * 4L;
+            else if (value is int[] i) bytes += i.Length * 4L;
+            else if (value is BatchRows rows) bytes += 3L * rows.Capacity * 4;
+        }
+        return bytes;
+    }
+
+    [Theory]
+    [InlineData("scout-tiny", 1)]
+    [InlineData("scout-tiny", 37)]
+    [InlineData("maverick-tiny", 512)]
+    public void PlanCountsWhatTheWorkspaceAllocates(string model, int rows)
+    {
+        var c = Llama4Config.FromJsonFile(Fixtures.Text(model, "config.json"));
+        var ws = new ForwardWorkspace(c, rows);
+        var plan = EngineBuffers.ForForward(c, rows, 4096, 1, 2);
+        long planned = plan.Buffers.Where(b => b.Phase == "workspace").Sum(b => b.Bytes);
+        Assert.Equal(AllocatedBytes(ws), planned);
+        Assert.Equal(ws.Bytes, planned);
+        Assert.True(plan.PeakBytes > planned);
+    }
+
+    [Fact]
+    public void WorkspaceGrowsOnlyForALargerBatch()
+    {
+        using var m = Llama4Model.Load(Fixtures.Text("scout-tiny", "model.safetensors"));
+        var ids = LogitsCommand.ReadTokens(Fixtures.Text("scout-tiny", "tokens.json"));
+        var cache = m.CreateCache(64);
+        m.Forward(ids, cache, new float[m.Config.VocabSize], LogitsMode.Last);
+        var afterPrefill = m.Workspace;
+        Assert.Equal(ids.Length, afterPrefill.Rows);
+        m.ForwardBatch([ids[0]], [cache], new float[m.Config.VocabSize]);
+        Assert.Same(afterPrefill, m.Workspace);
+    }
+
+    [Theory]
+    [InlineData("scout-tiny", "model.safetensors")]
+    [InlineData("maverick-tiny", "model.gguf")]
+    public void DecodeStepsAllocateNothingOnTheCallingThread(string model, string file)
+    {
+        using var m = Llama4Model.Load(Fixtures.Text(model, file), Fixtures.Text(model, "config.json"));
+        var ids = LogitsCommand.ReadTokens(Fixtures.Text(model, "tokens.json"));
+        var caches = new[] { m.CreateCache(64), m.CreateCache(64) };
+        var logits = new float[2 * m.Config.VocabSize];
+        m.ReserveRows(ids.Length);
+        foreach (var cache in caches) m.Forward(ids, cache, logits.AsSpan(0, m.Config.VocabSize), LogitsMode.Last);
+        int[] step = [ids[1], ids[2]];
+        for (int i = 0; i < 3; i++) m.ForwardBatch(step, caches, logits);   // warm: JIT, pools, cache growth
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++) m.ForwardBatch(step, caches, logits);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        output.WriteLine($"{model}/{file}: {allocated} bytes over 5 batch-2 decode steps");
+        Assert.Equal(0, allocated);
+    }
+}
