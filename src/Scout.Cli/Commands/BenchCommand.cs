@@ -31,8 +31,8 @@ public static class BenchCommand
             if (r < 1) throw new CliException("--reps must be at least 1");
             string path = p.GetValue(model)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"model not found: {path}");
-            WorkerPool.ConfigureShared(t);
-            using var m = Llama4Model.Load(path);
+            using var backend = new Scout.Backends.CpuBackend(t);
+            using var m = Llama4Model.Load(path, backend: backend);
             var report = Run(m, Path.GetFileName(path), t, pp, tg, r, !p.GetValue(noProbe));
             if (p.GetValue(json)) ctx.Out.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
             else Print(ctx.Out, report);
@@ -50,7 +50,7 @@ public static class BenchCommand
 
     public static Report Run(Llama4Model m, string name, int threads, int pp, int tg, int reps, bool probe)
     {
-        var pool = WorkerPool.Shared;
+        var pool = m.Backend.HostPool;
         long active = ModelBenchmark.ActiveBytesPerToken(m);
         ThroughputSample? pps = pp > 0 ? ModelBenchmark.Prompt(m, pp, reps) : null;
         ThroughputSample? tgs = tg > 0 ? ModelBenchmark.Generate(m, tg, reps) : null;

@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.Numerics.Tensors;
 using Scout.Kernels;
+using Scout.Kernels.Attention;
 using Scout.Model;
+using Scout.Tensors;
 
 namespace Scout.Backends;
 
@@ -11,27 +13,28 @@ namespace Scout.Backends;
 /// </summary>
 public sealed class CpuBackend : IBackend
 {
-    private readonly bool _ownsPool;
-    private readonly AttendJob _attendJob = new();
+    private readonly AttentionKernels _attention = new(AttentionKernels.Best);
 
-    /// <summary>A backend over <paramref name="threads"/> worker threads (0: every core).</summary>
+    /// <summary>A backend with its own pool of <paramref name="threads"/> worker threads (0: every core).</summary>
     public CpuBackend(int threads = 0)
     {
-        Pool = WorkerPool.Shared;
-        if (threads > 0 && threads != Pool.Threads)
-        {
-            WorkerPool.ConfigureShared(threads);
-            Pool = WorkerPool.Shared;
-        }
-        _ownsPool = false;
+        if (threads < 0) throw new ArgumentException($"threads must not be negative, got {threads}");
+        Pool = new WorkerPool(threads > 0 ? threads : Environment.ProcessorCount);
     }
 
     public string Name => "cpu";
 
-    /// <summary>The threads the parallel operations run on.</summary>
+    /// <summary>The threads the parallel operations run on (owned: disposed with the backend).</summary>
     public WorkerPool Pool { get; }
 
+    public WorkerPool HostPool => Pool;
+
     public int Threads => Pool.Threads;
+
+    public unsafe IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols) => WeightMatrix.RowMajor(type, data, rows, cols, Pool);
+
+    public unsafe IWeightMatrix InputMajor(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset)
+        => new InputMajorFloatMatrix(type, data, inputs, outputs, leadingDim, columnOffset, Pool);
 
     public void MatMul(IWeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y) => w.Multiply(x, n, y);
 
@@ -127,115 +130,7 @@ public sealed class CpuBackend : IBackend
     }
 
     public void Attention(Llama4Config config, int layer, bool chunked, float[] q, float[] k, float[] v, BatchRows rows, float[] output)
-    {
-        var segments = rows.Segments;
-        for (int s = 0; s < segments.Count; s++)
-            segments[s].Cache.Layers[layer].EnsureSlots(rows.StartOf(s) + segments[s].Count);
-        AttendAll(config, layer, q, k, v, rows, chunked, output);
+        => _attention.StoreAndAttend(Pool, config, layer, chunked, q, k, v, rows, output);
 
-        // Store this batch's keys/values; chunked layers overwrite ring slots of earlier chunks.
-        int kvDim = config.KvDim;
-        for (int s = 0; s < segments.Count; s++)
-        {
-            var lc = segments[s].Cache.Layers[layer];
-            int count = segments[s].Count;
-            int firstStored = lc.Ring ? Math.Max(0, count - lc.Capacity) : 0;
-            for (int t = firstStored; t < count; t++)
-            {
-                int row = rows.OffsetOf(s) + t;
-                int slot = lc.Slot(rows.StartOf(s) + t);
-                k.AsSpan(row * kvDim, kvDim).CopyTo(lc.K.AsSpan(slot * kvDim, kvDim));
-                v.AsSpan(row * kvDim, kvDim).CopyTo(lc.V.AsSpan(slot * kvDim, kvDim));
-            }
-        }
-    }
-
-    /// <summary>softmax(q·kᵀ/√d)·v for every (row, head); keys before the batch come from the row's own cache.</summary>
-    private void AttendAll(Llama4Config c, int layer, float[] q, float[] k, float[] v, BatchRows rows, bool chunked, float[] output)
-    {
-        // One job per (token, KV head): the query heads sharing that KV head are done together, so every key and
-        // value row is read once per group rather than once per query head.
-        var job = _attendJob;
-        lock (job)
-        {
-            job.Set(c, layer, q, k, v, rows, chunked, output);
-            try { Pool.Run(job, rows.Count * c.NumKvHeads); }
-            finally { job.Clear(); }
-        }
-    }
-
-    /// <summary>The per-(row, KV head) attention body as a reusable job object, so a layer's attention allocates no closure.</summary>
-    private sealed class AttendJob : IParallelJob
-    {
-        private Llama4Config? _c;
-        private int _layer;
-        private float[] _q = [], _k = [], _v = [], _output = [];
-        private BatchRows? _rows;
-        private bool _chunked;
-
-        public void Set(Llama4Config c, int layer, float[] q, float[] k, float[] v, BatchRows rows, bool chunked, float[] output)
-        {
-            _c = c; _layer = layer; _q = q; _k = k; _v = v; _rows = rows; _chunked = chunked; _output = output;
-        }
-
-        public void Clear()
-        {
-            _c = null; _rows = null; _q = _k = _v = _output = [];
-        }
-
-        public void Execute(int job)
-        {
-            var c = _c!;
-            var rows = _rows!;
-            float[] q = _q, k = _k, v = _v, output = _output;
-            int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim, kvHeads = c.NumKvHeads;
-            int group = c.NumHeads / kvHeads;
-            float scale = 1f / MathF.Sqrt(hd);
-            int chunk = c.AttentionChunkSize;
-
-            int t = job / kvHeads, kvHead = job % kvHeads;
-            int s = rows.SegmentOf(t);
-            int start = rows.StartOf(s), rowOffset = rows.OffsetOf(s);
-            var lc = rows.Segments[s].Cache.Layers[_layer];
-            int pos = rows.Position(t);
-            int from = AttentionMath.FirstVisibleKey(pos, _chunked, chunk);
-            int count = pos - from + 1;
-            int firstHead = kvHead * group;
-            float[] scores = ArrayPool<float>.Shared.Rent(group * count);
-            try
-            {
-                for (int kp = from; kp <= pos; kp++)
-                {
-                    var key = KeyOrValue(k, lc.K, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
-                    for (int g = 0; g < group; g++)
-                        scores[g * count + kp - from] = Ops.Dot(new ReadOnlySpan<float>(q, t * qDim + (firstHead + g) * hd, hd), key) * scale;
-                }
-                for (int g = 0; g < group; g++)
-                {
-                    Ops.Softmax(scores.AsSpan(g * count, count));
-                    output.AsSpan(t * qDim + (firstHead + g) * hd, hd).Clear();
-                }
-                for (int kp = from; kp <= pos; kp++)
-                {
-                    var value = KeyOrValue(v, lc.V, kp, start, rowOffset, lc, kvDim).Slice(kvHead * hd, hd);
-                    for (int g = 0; g < group; g++)
-                        Ops.AddScaled(output.AsSpan(t * qDim + (firstHead + g) * hd, hd), value, scores[g * count + kp - from]);
-                }
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(scores);
-            }
-        }
-    }
-
-    private static ReadOnlySpan<float> KeyOrValue(float[] batch, float[] cached, int pos, int start, int rowOffset, KvCache.LayerCache lc, int kvDim)
-        => pos >= start
-            ? new ReadOnlySpan<float>(batch, (rowOffset + pos - start) * kvDim, kvDim)
-            : new ReadOnlySpan<float>(cached, lc.Slot(pos) * kvDim, kvDim);
-
-    public void Dispose()
-    {
-        if (_ownsPool) Pool.Dispose();
-    }
+    public void Dispose() => Pool.Dispose();
 }

@@ -262,8 +262,11 @@ public sealed class BatchScheduler : IDisposable
             _active.Remove(job);
             Metrics.Active = _active.Count;
         }
-        if (job.Run is { } run && run.Cache.Length == run.CachedTokens.Count && job.Request.PromptEmbeddings is null)
-            PrefixCache.Add(run.CachedTokens, run.Cache);
+        if (job.Run is not { } run) return;
+        if (run.Cache.Length == run.CachedTokens.Count && job.Request.PromptEmbeddings is null)
+            PrefixCache.Add(run.CachedTokens, run.Cache); // shared by reference from now on (disposed there when evicted)
+        else
+            run.Cache.Dispose();
     }
 
     private void CountRate(int tokens)

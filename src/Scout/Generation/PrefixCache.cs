@@ -37,6 +37,7 @@ public sealed class PrefixCache(long budgetBytes, int maxEntries = 16)
             int bestLength = 0;
             foreach (var e in _entries)
             {
+                if (!target.CanShareWith(e.Cache)) continue;
                 int common = CommonPrefix(e.Tokens, prompt);
                 int usable = e.Cache.UsablePrefix(Math.Min(common, prompt.Length - 1));
                 if (usable > bestLength) { best = e; bestLength = usable; }
@@ -44,7 +45,7 @@ public sealed class PrefixCache(long budgetBytes, int maxEntries = 16)
             target.Clear();
             if (best is null) return new List<int>();
             best.LastUse = ++_clock;
-            target.CopyFrom(best.Cache);
+            target.ShareFrom(best.Cache); // pages shared by reference, copied only where the target writes
             target.TruncateTo(bestLength);
             Hits++;
             ReusedTokens += bestLength;
@@ -52,25 +53,44 @@ public sealed class PrefixCache(long budgetBytes, int maxEntries = 16)
         }
     }
 
-    /// <summary>Keeps <paramref name="cache"/> (which holds <paramref name="tokens"/>); the caller gives it up.</summary>
+    /// <summary>
+    /// Keeps <paramref name="cache"/> (which holds <paramref name="tokens"/>); the caller gives it up (a cache that is
+    /// not kept, or is later evicted, is disposed here).
+    /// </summary>
     public void Add(IReadOnlyList<int> tokens, KvCache cache)
     {
-        if (tokens.Count == 0 || BudgetBytes <= 0 || cache.AllocatedBytes > BudgetBytes) return;
+        if (tokens.Count == 0 || BudgetBytes <= 0 || cache.AllocatedBytes > BudgetBytes)
+        {
+            cache.Dispose();
+            return;
+        }
         var key = tokens.ToArray();
         lock (_lock)
         {
             // An entry whose tokens are a prefix of the new one is superseded, if the new cache can still be cut back to it.
-            _entries.RemoveAll(e => e.Tokens.Length <= key.Length && CommonPrefix(e.Tokens, key) == e.Tokens.Length
-                                    && cache.UsablePrefix(e.Tokens.Length) == e.Tokens.Length);
+            foreach (var e in _entries.Where(e => e.Tokens.Length <= key.Length && CommonPrefix(e.Tokens, key) == e.Tokens.Length
+                                                  && cache.UsablePrefix(e.Tokens.Length) == e.Tokens.Length && !ReferenceEquals(e.Cache, cache)).ToList())
+            {
+                _entries.Remove(e);
+                e.Cache.Dispose();
+            }
             _entries.Add(new Entry(key, cache) { LastUse = ++_clock });
             while (_entries.Count > maxEntries || (_entries.Count > 1 && _entries.Sum(e => e.Cache.AllocatedBytes) > BudgetBytes))
-                _entries.Remove(_entries.MinBy(e => e.LastUse)!);
+            {
+                var drop = _entries.MinBy(e => e.LastUse)!;
+                _entries.Remove(drop);
+                drop.Cache.Dispose();
+            }
         }
     }
 
     public void Clear()
     {
-        lock (_lock) _entries.Clear();
+        lock (_lock)
+        {
+            foreach (var e in _entries) e.Cache.Dispose();
+            _entries.Clear();
+        }
     }
 
     internal static int CommonPrefix(ReadOnlySpan<int> a, ReadOnlySpan<int> b) => a.CommonPrefixLength(b);

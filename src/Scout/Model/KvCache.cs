@@ -1,86 +1,157 @@
+using System.Runtime.InteropServices;
+using Scout.Kernels.Attention;
+using Scout.Planning;
+
 namespace Scout.Model;
 
 /// <summary>
-/// Keys and values of one sequence. Global (NoPE) layers keep every position; chunked (RoPE) layers only ever look
-/// back within the current attention chunk, so they keep a ring of <c>attention_chunk_size</c> slots and long
-/// contexts cost memory only in the global layers.
+/// Keys and values of one sequence, as a type whose storage the model never sees (in the spirit of gpt-fast's
+/// <c>KVCache.update</c> and llama.cpp's <c>llama-memory.h</c>): the model hands rows in with <see cref="Store"/>
+/// and the attention kernels read them back through <see cref="KvLayer"/>.
+///
+/// Storage: native memory in pages of <see cref="PagePositions"/> positions (K rows then V rows of one page in one
+/// block), each row encoded in <see cref="KeyType"/> / <see cref="ValueType"/> (f32, f16, bf16, q8_0, q4_0). A
+/// sequence grows page by page without copying; positions are addressed with 64-bit arithmetic, so no layer is
+/// limited to 2^31 elements. Global (NoPE) layers keep every position; chunked (RoPE) layers only ever look back
+/// within the current attention chunk, so they keep a ring of <c>attention_chunk_size</c> slots.
+///
+/// Sequence operations: <see cref="TruncateTo"/> (llama.cpp's seq_rm of a tail), <see cref="Fork"/> /
+/// <see cref="ShareFrom"/> (seq_cp: the pages are shared by reference and copied only when one side writes into a
+/// shared page), <see cref="Dispose"/> (frees this cache's references; a page is freed when no cache holds it).
 /// </summary>
-public sealed class KvCache
+public sealed class KvCache : IDisposable
 {
-    internal sealed class LayerCache(bool ring, int capacity, int rowFloats)
-    {
-        public readonly bool Ring = ring;
-        public readonly int Capacity = capacity;
-        public readonly int RowFloats = rowFloats;
-        public float[] K = [];
-        public float[] V = [];
+    /// <summary>Positions per page unless the constructor is told otherwise.</summary>
+    public const int DefaultPagePositions = 256;
 
-        public int Slot(int pos) => Ring ? pos % Capacity : pos;
-
-        public void EnsureSlots(int slots)
-        {
-            slots = Math.Min(slots, Capacity);
-            if (K.Length >= (long)slots * RowFloats) return;
-            long grow = Math.Max((long)slots, Math.Min(Capacity, Math.Max(256, 2L * K.Length / RowFloats)));
-            Array.Resize(ref K, checked((int)(grow * RowFloats)));
-            Array.Resize(ref V, checked((int)(grow * RowFloats)));
-        }
-    }
-
-    internal readonly LayerCache[] Layers;
+    internal readonly KvLayer[] Layers;
     private readonly Llama4Config _config;
+    private readonly KvMemory _memory;
+    private bool _disposed;
+
+    private int _length;
+    /// <summary>The longest the cache has been since it was last emptied: ring slots of positions before
+    /// HighWater − chunk may have been overwritten even after a truncation.</summary>
+    private int _highWater;
 
     /// <summary>Number of positions already in the cache (the next token's position).</summary>
-    public int Length { get; internal set; }
+    public int Length
+    {
+        get => _length;
+        internal set
+        {
+            _length = value;
+            _highWater = Math.Max(_highWater, value);
+        }
+    }
     public int MaxContext { get; }
     public int ChunkSize { get; }
+    public KvType KeyType { get; }
+    public KvType ValueType { get; }
+    public int PagePositions { get; }
 
-    public KvCache(Llama4Config config, int maxContext)
+    public KvCache(Llama4Config config, int maxContext, KvType? keyType = null, KvType? valueType = null, int pagePositions = DefaultPagePositions)
+        : this(config, maxContext, keyType ?? KvType.F32, valueType ?? KvType.F32, pagePositions, new KvMemory())
+    {
+    }
+
+    private KvCache(Llama4Config config, int maxContext, KvType keyType, KvType valueType, int pagePositions, KvMemory memory)
     {
         if (maxContext <= 0) throw new ArgumentException($"context length must be positive, got {maxContext}");
+        if (pagePositions <= 0) throw new ArgumentException($"KV page size must be positive, got {pagePositions}");
+        CheckType(config, keyType, "K");
+        CheckType(config, valueType, "V");
         MaxContext = maxContext;
         _config = config;
+        _memory = memory;
+        KeyType = keyType;
+        ValueType = valueType;
+        PagePositions = pagePositions;
         ChunkSize = config.AttentionChunkSize;
-        Layers = new LayerCache[config.NumLayers];
+        Layers = new KvLayer[config.NumLayers];
+        int kRow = checked((int)keyType.RowBytes(config.KvDim)), vRow = checked((int)valueType.RowBytes(config.KvDim));
         for (int i = 0; i < Layers.Length; i++)
         {
             bool ring = config.UsesRope(i) && config.AttentionChunkSize < maxContext;
-            Layers[i] = new LayerCache(ring, ring ? config.AttentionChunkSize : maxContext, config.KvDim);
+            Layers[i] = new KvLayer(ring, ring ? config.AttentionChunkSize : maxContext, pagePositions, keyType, valueType,
+                kRow, vRow, config.HeadDim, memory);
         }
     }
 
-    /// <summary>Bytes of K and V currently allocated.</summary>
-    public long AllocatedBytes => Layers.Sum(l => (long)(l.K.Length + l.V.Length) * sizeof(float));
+    private static void CheckType(Llama4Config c, KvType type, string which)
+    {
+        if (c.HeadDim % type.BlockElements != 0)
+            throw new ArgumentException(
+                $"{which} cache type {type.Name} stores blocks of {type.BlockElements} values, but head_dim is {c.HeadDim}: " +
+                "each head's slice of a row must be whole blocks (use f32, f16 or bf16 for this model)");
+    }
+
+    /// <summary>Bytes of K and V pages this cache references (pages shared with another cache are counted in both).</summary>
+    public long AllocatedBytes
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var l in Layers) sum += l.AllocatedBytes;
+            return sum;
+        }
+    }
+
+    /// <summary>Bytes of pages alive in this cache's family (the caches forked from one another), each page counted once.</summary>
+    public long FamilyBytes => _memory.LiveBytes;
 
     /// <summary>Bytes the cache holds once it is full (max context).</summary>
-    public long CapacityBytes => Layers.Sum(l => 2L * l.Capacity * l.RowFloats * sizeof(float));
-
-    public void Clear() => Length = 0;
-
-    /// <summary>Makes this cache a copy of <paramref name="source"/> (same model and context); copies only the slots in use.</summary>
-    public void CopyFrom(KvCache source)
+    public long CapacityBytes
     {
-        if (source.Layers.Length != Layers.Length || source.MaxContext != MaxContext || source.ChunkSize != ChunkSize)
-            throw new ArgumentException("cannot copy a KV cache between different models or context lengths");
-        for (int i = 0; i < Layers.Length; i++)
+        get
         {
-            var (from, to) = (source.Layers[i], Layers[i]);
-            int slots = Math.Min(source.Length, from.Capacity);
-            to.EnsureSlots(slots);
-            int floats = slots * from.RowFloats;
-            from.K.AsSpan(0, floats).CopyTo(to.K);
-            from.V.AsSpan(0, floats).CopyTo(to.V);
+            long sum = 0;
+            foreach (var l in Layers) sum += l.Capacity * (long)(l.KeyRowBytes + l.ValueRowBytes);
+            return sum;
         }
-        Length = source.Length;
     }
 
-    /// <summary>A copy of this cache holding the same positions.</summary>
-    public KvCache Clone()
+    /// <summary>Empties the cache (its pages are released).</summary>
+    public void Clear()
     {
-        var copy = new KvCache(_config, MaxContext);
-        copy.CopyFrom(this);
+        ThrowIfDisposed();
+        foreach (var l in Layers) l.ReleaseAll();
+        _length = _highWater = 0;
+    }
+
+    /// <summary>
+    /// Makes this cache hold what <paramref name="source"/> holds by sharing its pages (no copy; a page is copied
+    /// only when one of the two writes into it). Both must be for the same model, context and K/V types.
+    /// </summary>
+    public void ShareFrom(KvCache source)
+    {
+        ThrowIfDisposed();
+        source.ThrowIfDisposed();
+        if (ReferenceEquals(source, this)) return;
+        if (!CanShareWith(source))
+            throw new ArgumentException("cannot share a KV cache between different models, context lengths or K/V types");
+        for (int i = 0; i < Layers.Length; i++) Layers[i].ShareFrom(source.Layers[i]);
+        _length = source._length;
+        _highWater = source._highWater;
+    }
+
+    /// <summary>Whether <see cref="ShareFrom"/> accepts <paramref name="other"/>: same model shape, context, K/V types and page size.</summary>
+    public bool CanShareWith(KvCache other)
+        => other.Layers.Length == Layers.Length && other.MaxContext == MaxContext && other.ChunkSize == ChunkSize
+           && other._config.KvDim == _config.KvDim && other.KeyType == KeyType && other.ValueType == ValueType
+           && other.PagePositions == PagePositions && !other._disposed;
+
+    /// <summary>A new cache holding the same positions, sharing this one's pages copy-on-write.</summary>
+    public KvCache Fork()
+    {
+        ThrowIfDisposed();
+        var copy = new KvCache(_config, MaxContext, KeyType, ValueType, PagePositions, _memory);
+        copy.ShareFrom(this);
         return copy;
     }
+
+    /// <summary>A fresh, empty cache of the same shape and types.</summary>
+    public KvCache CreateSibling() => new(_config, MaxContext, KeyType, ValueType, PagePositions, _memory);
 
     /// <summary>
     /// The longest length ≤ <paramref name="length"/> this cache can be cut back to (see <see cref="CanTruncateTo"/>).
@@ -101,17 +172,235 @@ public sealed class KvCache
         foreach (var l in Layers)
         {
             if (!l.Ring) continue;
-            // Next query at `length` needs keys [chunkStart(length), length); the ring holds [Length - Capacity, Length).
-            int needFrom = AttentionMath.ChunkStart(length, l.Capacity);
-            if (needFrom < length && needFrom < Length - l.Capacity) return false;
+            // Next query at `length` needs keys [chunkStart(length), length); the ring still holds positions from
+            // HighWater - Capacity on (a truncation does not bring back slots that later positions overwrote).
+            long needFrom = length / l.Capacity * l.Capacity;
+            if (needFrom < length && needFrom < _highWater - l.Capacity) return false;
         }
         return true;
     }
 
+    /// <summary>Cuts the cache back to its first <paramref name="length"/> positions; whole pages past them are released.</summary>
     public void TruncateTo(int length)
     {
+        ThrowIfDisposed();
         if (!CanTruncateTo(length))
             throw new InvalidOperationException($"cannot cut the cache back from {Length} to {length} positions: the chunked layers no longer hold that chunk");
-        Length = length;
+        _length = length;
+        foreach (var l in Layers)
+            if (!l.Ring) l.ReleaseFrom(length);
+    }
+
+    /// <summary>
+    /// Writes the keys and values of positions [<paramref name="position"/>, position + count) of one layer
+    /// (rows of kv_dim floats), encoded in the cache's types. Does not change <see cref="Length"/>: the forward pass
+    /// advances it once every layer holds the new positions.
+    /// </summary>
+    public void Store(int layer, long position, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int count)
+    {
+        ThrowIfDisposed();
+        int kvDim = _config.KvDim;
+        if (keys.Length < (long)count * kvDim || values.Length < (long)count * kvDim)
+            throw new ArgumentException($"{count} rows of {kvDim} values do not fit in the {keys.Length}/{values.Length} given");
+        if (position < 0 || position + count > MaxContext)
+            throw new ArgumentOutOfRangeException(nameof(position), $"positions [{position}, {position + count}) are outside the context of {MaxContext}");
+        var l = Layers[layer];
+        // A ring keeps only its last Capacity positions: earlier rows of a longer batch would be overwritten anyway.
+        int first = l.Ring ? (int)Math.Max(0, count - l.Capacity) : 0;
+        for (int t = first; t < count; t++)
+            l.Write(position + t, keys.Slice(t * kvDim, kvDim), values.Slice(t * kvDim, kvDim));
+    }
+
+    /// <summary>Decodes the key and value rows of one stored position (tests and tools; the kernels read in place).</summary>
+    public void Read(int layer, long position, Span<float> key, Span<float> value) => Layers[layer].Read(position, key, value);
+
+    /// <summary>Whether a page holds the given position of the layer (pages are allocated when first written).</summary>
+    public bool IsAllocated(int layer, long position) => Layers[layer].IsAllocated(position);
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Releases this cache's pages (pages shared with other caches stay alive for them).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        foreach (var l in Layers) l.ReleaseAll();
+        _length = _highWater = 0;
+        _disposed = true;
+    }
+}
+
+/// <summary>Counts the bytes of live pages of one family of caches (a cache and those forked from it).</summary>
+internal sealed class KvMemory
+{
+    private long _live;
+    public long LiveBytes => Interlocked.Read(ref _live);
+    public void Add(long bytes) => Interlocked.Add(ref _live, bytes);
+}
+
+/// <summary>
+/// One block of native memory holding <see cref="Rows"/> positions: their K rows, then their V rows. Shared between
+/// caches by reference count; freed when the last reference is released, or by the finalizer when every cache that
+/// held it was dropped without being disposed.
+/// </summary>
+internal sealed unsafe class KvPage
+{
+    public readonly byte* Data;
+    public readonly long Bytes;
+    public readonly int Rows;
+    private readonly KvMemory _memory;
+    private int _refs = 1;
+    private int _freed;
+
+    public KvPage(int rows, int kRowBytes, int vRowBytes, KvMemory memory)
+    {
+        Rows = rows;
+        Bytes = (long)rows * (kRowBytes + vRowBytes);
+        Data = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
+        _memory = memory;
+        memory.Add(Bytes);
+        GC.AddMemoryPressure(Bytes);
+    }
+
+    public bool Shared => Volatile.Read(ref _refs) > 1;
+    public void AddRef() => Interlocked.Increment(ref _refs);
+
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) == 0)
+        {
+            Free();
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    private void Free()
+    {
+        if (Interlocked.Exchange(ref _freed, 1) != 0) return;
+        NativeMemory.AlignedFree(Data);
+        _memory.Add(-Bytes);
+        GC.RemoveMemoryPressure(Bytes);
+    }
+
+    ~KvPage() => Free();
+}
+
+/// <summary>
+/// One layer of a <see cref="KvCache"/>: a page table over its slots (slot = position, or position mod chunk in a
+/// ring). The attention kernels read rows in place through <see cref="KeyRow"/> / <see cref="ValueRow"/>.
+/// </summary>
+internal sealed unsafe class KvLayer
+{
+    public readonly bool Ring;
+    /// <summary>Slots: the context length, or the chunk size for a ring.</summary>
+    public readonly long Capacity;
+    public readonly int PagePositions;
+    public readonly KvType KeyType, ValueType;
+    public readonly int KeyRowBytes, ValueRowBytes;
+    /// <summary>Bytes of one head's slice of a K / V row.</summary>
+    public readonly int KeyHeadBytes, ValueHeadBytes;
+    private readonly KvPage?[] _pages;
+    private readonly KvMemory _memory;
+
+    public KvLayer(bool ring, long capacity, int pagePositions, KvType keyType, KvType valueType, int kRowBytes, int vRowBytes, int headDim, KvMemory memory)
+    {
+        Ring = ring;
+        Capacity = capacity;
+        PagePositions = pagePositions;
+        KeyType = keyType;
+        ValueType = valueType;
+        KeyRowBytes = kRowBytes;
+        ValueRowBytes = vRowBytes;
+        KeyHeadBytes = checked((int)keyType.RowBytes(headDim));
+        ValueHeadBytes = checked((int)valueType.RowBytes(headDim));
+        _memory = memory;
+        _pages = new KvPage?[checked((int)((capacity + pagePositions - 1) / pagePositions))];
+    }
+
+    public long Slot(long pos) => Ring ? pos % Capacity : pos;
+
+    public long AllocatedBytes
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var p in _pages) if (p is not null) sum += p.Bytes;
+            return sum;
+        }
+    }
+
+    private int RowsOfPage(int page) => (int)Math.Min(PagePositions, Capacity - (long)page * PagePositions);
+
+    public bool IsAllocated(long pos) => _pages[Slot(pos) / PagePositions] is not null;
+
+    /// <summary>The stored K row of <paramref name="pos"/> (its page must exist).</summary>
+    public byte* KeyRow(long pos)
+    {
+        long slot = Slot(pos);
+        var page = _pages[slot / PagePositions]!;
+        return page.Data + slot % PagePositions * KeyRowBytes;
+    }
+
+    /// <summary>The stored V row of <paramref name="pos"/> (its page must exist).</summary>
+    public byte* ValueRow(long pos)
+    {
+        long slot = Slot(pos);
+        var page = _pages[slot / PagePositions]!;
+        return page.Data + (long)page.Rows * KeyRowBytes + slot % PagePositions * ValueRowBytes;
+    }
+
+    public void Write(long pos, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
+    {
+        long slot = Slot(pos);
+        int index = (int)(slot / PagePositions);
+        var page = _pages[index];
+        if (page is null) _pages[index] = new KvPage(RowsOfPage(index), KeyRowBytes, ValueRowBytes, _memory);
+        else if (page.Shared)
+        {
+            // Copy on write: this cache gets its own copy of the page; the other holders keep the original.
+            var own = new KvPage(page.Rows, KeyRowBytes, ValueRowBytes, _memory);
+            Buffer.MemoryCopy(page.Data, own.Data, own.Bytes, page.Bytes);
+            page.Release();
+            _pages[index] = own;
+        }
+        KvRowCodec.Encode(KeyType, key, KeyRow(pos));
+        KvRowCodec.Encode(ValueType, value, ValueRow(pos));
+    }
+
+    public void Read(long pos, Span<float> key, Span<float> value)
+    {
+        if (!IsAllocated(pos)) throw new InvalidOperationException($"position {pos} was never stored");
+        KvRowCodec.Decode(KeyType, KeyRow(pos), key);
+        KvRowCodec.Decode(ValueType, ValueRow(pos), value);
+    }
+
+    public void ShareFrom(KvLayer source)
+    {
+        for (int i = 0; i < _pages.Length; i++)
+        {
+            var p = source._pages[i];
+            if (ReferenceEquals(p, _pages[i])) continue;
+            p?.AddRef();
+            _pages[i]?.Release();
+            _pages[i] = p;
+        }
+    }
+
+    /// <summary>Releases the pages that hold only positions ≥ <paramref name="length"/> (not for rings).</summary>
+    public void ReleaseFrom(long length)
+    {
+        for (long i = (length + PagePositions - 1) / PagePositions; i < _pages.Length; i++)
+        {
+            _pages[i]?.Release();
+            _pages[i] = null;
+        }
+    }
+
+    public void ReleaseAll()
+    {
+        for (int i = 0; i < _pages.Length; i++)
+        {
+            _pages[i]?.Release();
+            _pages[i] = null;
+        }
     }
 }

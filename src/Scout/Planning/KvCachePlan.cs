@@ -2,16 +2,21 @@ using Scout.Model;
 
 namespace Scout.Planning;
 
+/// <summary>The element encodings a <see cref="KvCache"/> can store.</summary>
+public enum KvKind { F32, F16, BF16, Q8_0, Q4_0 }
+
 /// <summary>Element type of a KV cache, with ggml's exact block sizes for the quantized ones.</summary>
-public sealed record KvType(string Name, int BlockElements, int BlockBytes)
+public sealed record KvType(string Name, int BlockElements, int BlockBytes, KvKind Kind)
 {
-    /// <summary>What Scout's own <see cref="KvCache"/> stores today.</summary>
-    public static readonly KvType F32 = new("f32", 1, 4);
-    public static readonly KvType BF16 = new("bf16", 1, 2);
-    public static readonly KvType F16 = new("f16", 1, 2);
-    public static readonly KvType Q8_0 = new("q8_0", 32, 34);
-    public static readonly KvType Q4_0 = new("q4_0", 32, 18);
+    public static readonly KvType F32 = new("f32", 1, 4, KvKind.F32);
+    public static readonly KvType BF16 = new("bf16", 1, 2, KvKind.BF16);
+    public static readonly KvType F16 = new("f16", 1, 2, KvKind.F16);
+    public static readonly KvType Q8_0 = new("q8_0", 32, 34, KvKind.Q8_0);
+    public static readonly KvType Q4_0 = new("q4_0", 32, 18, KvKind.Q4_0);
     public static IReadOnlyList<KvType> All { get; } = [F32, BF16, F16, Q8_0, Q4_0];
+
+    /// <summary>The engine's default K/V type (llama.cpp's default too): half the memory of f32, logits within the bound the tests state.</summary>
+    public static KvType Default => F16;
 
     public static KvType Parse(string name)
         => All.FirstOrDefault(k => string.Equals(k.Name, name.Trim(), StringComparison.OrdinalIgnoreCase))
@@ -57,11 +62,17 @@ public static class KvCachePlan
     }
 
     /// <summary>
-    /// Bytes Scout's engine allocates for a full cache of <paramref name="context"/> positions per sequence: float32
-    /// K and V, a ring of attention_chunk_size slots in RoPE layers when the context is longer than a chunk
-    /// (mirrors <see cref="KvCache.CapacityBytes"/>).
+    /// Bytes Scout's engine allocates for a full cache of <paramref name="context"/> positions per sequence with
+    /// K stored as <paramref name="keyType"/> and V as <paramref name="valueType"/> (f32 when not given), a ring of
+    /// attention_chunk_size slots in RoPE layers when the context is longer than a chunk (the sum of the pages of a
+    /// full <see cref="KvCache"/>, <see cref="KvCache.CapacityBytes"/>).
     /// </summary>
-    public static long EngineBytes(Llama4Config c, long context, int sequences = 1) => Size(c, context, KvType.F32, sequences).Bytes;
+    public static long EngineBytes(Llama4Config c, long context, int sequences = 1, KvType? keyType = null, KvType? valueType = null)
+    {
+        var (k, v) = (keyType ?? KvType.F32, valueType ?? KvType.F32);
+        long half = Size(c, context, k, sequences).Bytes / 2 + Size(c, context, v, sequences).Bytes / 2;
+        return half;
+    }
 
     /// <summary>
     /// The largest context whose chunk-aware KV fits in <paramref name="budget"/> bytes (0 when not even one token
