@@ -177,6 +177,8 @@ public static class MultipleChoice
         long ctxTokens = 0, choiceTokens = 0;
         int recomputed = 0;
         KvCache? cache = null;
+        try
+        {
         for (int n = 0; n < items.Count; n++)
         {
             ct.ThrowIfCancellationRequested();
@@ -187,7 +189,12 @@ public static class MultipleChoice
                 if ((uint)t >= (uint)vocab) throw new ArgumentException($"line {item.Line}: token id {t} is outside the model's vocabulary (0..{vocab - 1})");
             int longest = choices.Max(c => c.Length);
             int need = context.Length + longest;
-            if (cache is null || cache.MaxContext < need) cache = model.CreateCache(Math.Max(need, cache?.MaxContext ?? 0));
+            if (cache is null || cache.MaxContext < need)
+            {
+                int size = Math.Max(need, cache?.MaxContext ?? 0);
+                cache?.Dispose();
+                cache = model.CreateCache(size);
+            }
             cache.Clear();
             model.Forward(context, cache, last, LogitsMode.Last);
             ctxTokens += context.Length;
@@ -226,6 +233,11 @@ public static class MultipleChoice
             var r = new ItemResult(n, item.Answer, scores, picked, pickedNorm, context.Length);
             results.Add(r);
             progress?.Invoke(n + 1, items.Count, r);
+        }
+        }
+        finally
+        {
+            cache?.Dispose();
         }
         return new MultipleChoiceResult(results, Accuracy(results.Select(r => r.Correct)), Accuracy(results.Select(r => r.CorrectNormalized)),
             ctxTokens, choiceTokens, recomputed, clock.Elapsed);

@@ -119,12 +119,25 @@ public static class Perplexity
     private static void RunChunks(Llama4Model model, int[] tokens, int chunks, PerplexityOptions o,
         RowSink row, Action<int> chunkDone, CancellationToken ct)
     {
-        int ctx = o.Context, first = ctx / 2, vocab = model.Config.VocabSize;
-        int seqs = Math.Max(1, Math.Min(o.Batch / ctx, chunks));
+        int seqs = Math.Max(1, Math.Min(o.Batch / o.Context, chunks));
+        var caches = new KvCache[seqs];
+        try
+        {
+            for (int s = 0; s < seqs; s++) caches[s] = model.CreateCache(o.Context);
+            RunGroups(model, tokens, chunks, o, caches, row, chunkDone, ct);
+        }
+        finally
+        {
+            foreach (var cache in caches) cache?.Dispose();
+        }
+    }
+
+    private static void RunGroups(Llama4Model model, int[] tokens, int chunks, PerplexityOptions o, KvCache[] caches,
+        RowSink row, Action<int> chunkDone, CancellationToken ct)
+    {
+        int ctx = o.Context, first = ctx / 2, vocab = model.Config.VocabSize, seqs = caches.Length;
         // Tokens per sequence per pass: a whole half when several chunks share the pass, else pieces of --batch.
         int piece = seqs > 1 ? ctx : Math.Min(o.Batch, ctx);
-        var caches = new KvCache[seqs];
-        for (int s = 0; s < seqs; s++) caches[s] = model.CreateCache(ctx);
         var logits = new float[checked(seqs * Math.Min(piece, ctx - first) * vocab)];
         var ids = new int[seqs * Math.Min(piece, Math.Max(first, ctx - first))];
         var segments = new BatchSegment[seqs];

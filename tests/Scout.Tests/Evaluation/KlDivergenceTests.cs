@@ -67,7 +67,8 @@ public class KlDivergenceTests(ITestOutputHelper output)
         {
             using var m = Llama4Model.Load(Fixtures.Text(fixture, weights), Fixtures.Text(fixture, "config.json"));
             var logits = new float[g.Rows * g.Vocab];
-            m.Forward(g.Tokens, m.CreateCache(g.Rows), logits);
+            using var cache = m.CreateCache(g.Rows);
+            m.Forward(g.Tokens, cache, logits);
             return logits;
         }
         var (e32, e16) = (Engine("model.safetensors"), Engine("model-bf16.safetensors"));

@@ -124,7 +124,8 @@ public class MultipleChoiceTests
                 Assert.Equal(tok.Encode(items[n].Context + " " + items[n].Choices![c])[(context.Length - 1)..], choices[c]);
                 int[] all = [.. context, .. choices[c]];
                 var logits = new float[all.Length * vocab];
-                model.Forward(all, model.CreateCache(all.Length), logits);
+                using var cache = model.CreateCache(all.Length);
+                model.Forward(all, cache, logits);
                 double ll = 0;
                 for (int k = 0; k < choices[c].Length; k++)
                 {

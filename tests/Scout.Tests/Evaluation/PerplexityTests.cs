@@ -59,7 +59,8 @@ public class PerplexityTests
             var ids = tokens[(c * ctx)..((c + 1) * ctx)];
             ids[0] = bos;
             var logits = new float[ctx * vocab];
-            model.Forward(ids, model.CreateCache(ctx), logits);
+            using var cache = model.CreateCache(ctx);
+            model.Forward(ids, cache, logits);
             for (int t = ctx / 2; t <= ctx - 2; t++)
             {
                 var row = logits.AsSpan(t * vocab, vocab);
