@@ -15,6 +15,7 @@ public static class BenchCommand
     public static Command Create(CliContext ctx)
     {
         var model = new Option<string>("--model", "-m") { Description = "model .gguf (or HF folder / .safetensors)", Required = true };
+        var device = new DeviceFlags();
         var threads = new Option<int>("--threads", "-t") { Description = "worker threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
         var prompt = new Option<int>("--prompt", "-p") { Description = "prompt tokens for pp (0 skips)", DefaultValueFactory = _ => 512 };
         var gen = new Option<int>("--gen", "-n") { Description = "generated tokens for tg (0 skips)", DefaultValueFactory = _ => 128 };
@@ -22,7 +23,7 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
         var noProbe = new Option<bool>("--no-bandwidth") { Description = "skip the memory-bandwidth probe" };
         var cmd = new Command("bench", "Measure prompt processing and generation speed (tokens/s) against the memory-bandwidth bound")
-            { model, threads, prompt, gen, reps, json, noProbe };
+            { model, threads, prompt, gen, reps, json, noProbe, device.Device, device.CpuMoe, device.NCpuMoe };
         ctx.SetAction(cmd, p =>
         {
             int t = p.GetValue(threads), pp = p.GetValue(prompt), tg = p.GetValue(gen), r = p.GetValue(reps);
@@ -31,8 +32,7 @@ public static class BenchCommand
             if (r < 1) throw new CliException("--reps must be at least 1");
             string path = p.GetValue(model)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"model not found: {path}");
-            using var backend = new Scout.Backends.CpuBackend(t);
-            using var m = Llama4Model.Load(path, backend: backend);
+            using var m = Llama4Model.Load(path, options: new LoadOptions { HostExpertLayers = device.HostExpertLayers(p) }, backend: device.Create(p, t), ownsBackend: true);
             var report = Run(m, Path.GetFileName(path), t, pp, tg, r, !p.GetValue(noProbe));
             if (p.GetValue(json)) ctx.Out.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
             else Print(ctx.Out, report);

@@ -21,7 +21,9 @@ public sealed class GenerationFlags
     public readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 512 };
     public readonly Option<string[]> Stop = new("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
 
-    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context];
+    public readonly DeviceFlags Device = new();
+
+    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, .. Device.Options];
     public IEnumerable<Option> SamplingFlags => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
 
     public SamplingOptions Sampling(ParseResult p) => new()
@@ -44,7 +46,7 @@ public sealed class GenerationFlags
         string path = p.GetValue(Model)!;
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var model = CliModelLoader.Load(ctx, path, null);
+        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), new LoadOptions { HostExpertLayers = Device.HostExpertLayers(p) });
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();
