@@ -21,7 +21,10 @@ public sealed class GenerationFlags
     public readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 512 };
     public readonly Option<string[]> Stop = new("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
 
-    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context];
+    /// <summary>K/V cache element types (--cache-type-k/-v, --kv-type; f16 by default).</summary>
+    public readonly KvCacheFlags Kv = new();
+
+    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, .. Kv.All];
     public IEnumerable<Option> SamplingFlags => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
 
     public SamplingOptions Sampling(ParseResult p) => new()

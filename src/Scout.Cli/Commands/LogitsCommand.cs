@@ -18,10 +18,12 @@ public static class LogitsCommand
         var decode = new Option<bool>("--decode") { Description = "one token at a time through the KV cache instead of one batched forward" };
         var quantize = new Option<string?>("--quantize") { Description = "quantize float weights at load time (Q4_0, Q8_0, Q4_K, Q6_K, ...)" };
         var images = new Option<string[]>("--image") { Description = "image files filling the prompt's <|patch|> runs, in order", AllowMultipleArgumentsPerToken = false };
-        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize };
+        var kv = new KvCacheFlags(Scout.Planning.KvType.F32);
+        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize, kv.KeyType, kv.ValueType, kv.Both };
         ctx.SetAction(cmd, p =>
         {
             var ids = ReadTokens(p.GetValue(tokens)!);
+            var (keyType, valueType) = kv.Types(p);
             var imagePaths = p.GetValue(images) ?? [];
             float[] logits;
             int vocab;
@@ -36,7 +38,7 @@ public static class LogitsCommand
             else
             {
                 using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config), options: ParseLoadOptions(p.GetValue(quantize)));
-                logits = Compute(m, ids, p.GetValue(decode));
+                logits = Compute(m, ids, p.GetValue(decode), keyType, valueType);
                 vocab = m.Config.VocabSize;
             }
             using (var fs = File.Create(p.GetValue(output)!))
@@ -56,11 +58,12 @@ public static class LogitsCommand
         return new LoadOptions { Quantize = t };
     }
 
-    public static float[] Compute(Llama4Model m, int[] ids, bool decode)
+    /// <summary>Logits of every position, K/V cached as f32 unless told.</summary>
+    public static float[] Compute(Llama4Model m, int[] ids, bool decode, Scout.Planning.KvType? keyType = null, Scout.Planning.KvType? valueType = null)
     {
         int vocab = m.Config.VocabSize;
         var logits = new float[ids.Length * vocab];
-        var cache = m.CreateCache(Math.Max(ids.Length, 1));
+        using var cache = m.CreateCache(Math.Max(ids.Length, 1), keyType, valueType);
         if (decode)
         {
             for (int t = 0; t < ids.Length; t++)
