@@ -23,9 +23,10 @@ public static class BenchCommand
         var noProbe = new Option<bool>("--no-bandwidth") { Description = "skip the memory-bandwidth probe" };
         var depth = new Option<int>("--depth", "-d") { Description = "tokens already in the cache before pp and tg (prefilled untimed, as llama-bench -d)", DefaultValueFactory = _ => 0 };
         var batch = new Option<int>("--batch", "-ub") { Description = "tokens per forward pass for the prompt and the depth prefill (llama-bench's micro-batch)", DefaultValueFactory = _ => 512 };
+        var randomDepth = new Option<bool>("--random-depth") { Description = "fill --depth with random K/V rows instead of prefilling through the model (for very long contexts; not comparable with llama-bench -d)" };
         var kv = new KvCacheFlags();
         var cmd = new Command("bench", "Measure prompt processing and generation speed (tokens/s) against the memory-bandwidth bound")
-            { model, threads, prompt, gen, reps, json, noProbe, depth, batch, kv.KeyType, kv.ValueType, kv.Both };
+            { model, threads, prompt, gen, reps, json, noProbe, depth, batch, randomDepth, kv.KeyType, kv.ValueType, kv.Both };
         ctx.SetAction(cmd, p =>
         {
             int t = p.GetValue(threads), pp = p.GetValue(prompt), tg = p.GetValue(gen), r = p.GetValue(reps);
@@ -35,7 +36,7 @@ public static class BenchCommand
             if (p.GetValue(depth) < 0) throw new CliException("--depth must not be negative");
             if (p.GetValue(batch) < 1) throw new CliException("--batch must be at least 1");
             var (kt, vt) = kv.Types(p);
-            var bench = new BenchCache(kt, vt, p.GetValue(depth), p.GetValue(batch));
+            var bench = new BenchCache(kt, vt, p.GetValue(depth), p.GetValue(batch), p.GetValue(randomDepth));
             string path = p.GetValue(model)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"model not found: {path}");
             WorkerPool.ConfigureShared(t);

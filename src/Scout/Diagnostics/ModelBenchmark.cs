@@ -34,7 +34,10 @@ public sealed record ThroughputSample(string Test, int Tokens, double[] TokensPe
 /// How a benchmark's cache is set up: K/V types, the tokens already in it (<see cref="Depth"/>, prefilled untimed
 /// through the model, as llama-bench <c>-d</c>), and the forward-pass size for prompts and the depth prefill.
 /// </summary>
-public sealed record BenchCache(Planning.KvType? KeyType = null, Planning.KvType? ValueType = null, int Depth = 0, int Batch = 512)
+/// <param name="RandomDepth">fill the depth with random K/V rows written straight into the cache instead of running
+/// the model over it (for contexts whose prefill would take hours, e.g. 1M tokens: the decode then reads as many
+/// K/V bytes as after a real prefill, but the numbers are not comparable with llama-bench -d, which prefills)</param>
+public sealed record BenchCache(Planning.KvType? KeyType = null, Planning.KvType? ValueType = null, int Depth = 0, int Batch = 512, bool RandomDepth = false)
 {
     public Planning.KvType K => KeyType ?? Planning.KvType.Default;
     public Planning.KvType V => ValueType ?? Planning.KvType.Default;
@@ -47,6 +50,11 @@ public sealed record BenchCache(Planning.KvType? KeyType = null, Planning.KvType
         if (Batch < 1) throw new ArgumentException($"batch must be at least 1, got {Batch}");
         if (Depth < 0) throw new ArgumentException($"depth must not be negative, got {Depth}");
         var cache = model.CreateCache(checked(Depth + tokens), K, V);
+        if (RandomDepth)
+        {
+            FillRandom(model.Config, cache);
+            return cache;
+        }
         var ids = ModelBenchmark.Tokens(Math.Min(Depth, Batch), model.Config.VocabSize, seed: 7);
         for (int done = 0; done < Depth; done += Batch)
         {
@@ -54,6 +62,26 @@ public sealed record BenchCache(Planning.KvType? KeyType = null, Planning.KvType
             model.Forward(ids.AsSpan(0, m), cache, [], LogitsMode.None);
         }
         return cache;
+    }
+
+    private void FillRandom(Llama4Config c, KvCache cache)
+    {
+        int kvDim = c.KvDim, rows = Math.Max(1, Math.Min(Depth, 4096));
+        var rng = new Random(3);
+        var k = new float[rows * kvDim];
+        var v = new float[rows * kvDim];
+        for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
+        for (int layer = 0; layer < c.NumLayers; layer++)
+        {
+            // A ring keeps only the last chunk: earlier positions would be overwritten.
+            long from = c.UsesRope(layer) && c.AttentionChunkSize < cache.MaxContext ? Math.Max(0, Depth - c.AttentionChunkSize) : 0;
+            for (long p = from; p < Depth; p += rows)
+            {
+                int m = (int)Math.Min(rows, Depth - p);
+                cache.Store(layer, p, k.AsSpan(0, m * kvDim), v.AsSpan(0, m * kvDim), m);
+            }
+        }
+        cache.Length = Depth;
     }
 }
 
