@@ -33,8 +33,8 @@ internal static class DecodeProfile
     public static void Run(Options o)
     {
         int threads = o.GetInt("threads", Environment.ProcessorCount), steps = o.GetInt("steps", 64);
-        WorkerPool.ConfigureShared(threads);
-        using var m = Llama4Model.Load(o.Get("model", ""));
+        using var backend = new Scout.Backends.CpuBackend(threads);
+        using var m = Llama4Model.Load(o.Get("model", ""), backend: backend);
         var sink = new Dictionary<string, (double Ms, long Bytes, int Calls)>();
         IWeightMatrix T(string role, IWeightMatrix w) => new Timed(role, w, sink);
         FeedForward F(string role, FeedForward f) => new(T(role, f.Gate), T(role, f.Up), T(role, f.Down));
@@ -55,7 +55,7 @@ internal static class DecodeProfile
                 Experts = l.Experts?.Select(e => F("routed experts", e)).ToArray(),
             }).ToArray(),
         };
-        var model = new Llama4Model(m.Config, timed);
+        var model = new Llama4Model(m.Config, timed, backend);
         int prompt = o.GetInt("prompt", 0);
         double tokenMs;
         if (prompt > 0)

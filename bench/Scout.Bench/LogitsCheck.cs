@@ -19,8 +19,8 @@ internal static class LogitsCheck
         int n = o.GetInt("tokens", 24), threads = o.GetInt("threads", Environment.ProcessorCount);
         NativeLibraryConfig.All.WithAvx(o.Get("avx", "avx512") == "avx2" ? AvxLevel.Avx2 : AvxLevel.Avx512)
             .WithLogCallback((level, message) => { if (level == LLamaLogLevel.Error) Console.Error.Write(message); });
-        WorkerPool.ConfigureShared(threads);
-        using var scout = Llama4Model.Load(path);
+        using var backend = new Scout.Backends.CpuBackend(threads);
+        using var scout = Llama4Model.Load(path, backend: backend);
         int vocab = scout.Config.VocabSize;
         var ids = ModelBenchmark.Tokens(n, vocab - 3, seed: 5);
         var mine = new float[n * vocab];

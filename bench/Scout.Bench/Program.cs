@@ -76,8 +76,8 @@ internal static class Compare
         var avx = o.Get("avx", "avx512") == "avx2" ? AvxLevel.Avx2 : AvxLevel.Avx512;
         NativeLibraryConfig.All.WithAvx(avx).WithLogCallback((level, message) => { if (level == LLamaLogLevel.Error) Console.Error.Write(message); });
 
-        WorkerPool.ConfigureShared(threads);
-        using var scout = Llama4Model.Load(path);
+        using var backend = new Scout.Backends.CpuBackend(threads);
+        using var scout = Llama4Model.Load(path, backend: backend);
         long active = ModelBenchmark.ActiveBytesPerToken(scout);
 
         var mp = new ModelParams(path)
@@ -122,7 +122,7 @@ internal static class Compare
                 if (runLlama) s[3].Add(LlamaGenerate(ctx, tg, vocab));
             }
         }
-        double bw = MemoryBandwidth.MeasureReadBytesPerSecond(WorkerPool.Shared) / 1e9;
+        double bw = MemoryBandwidth.MeasureReadBytesPerSecond(backend.Pool) / 1e9;
         var sp = new ThroughputSample($"pp{pp}", pp, [.. s[0]]);
         var lp = new ThroughputSample($"pp{pp}", pp, [.. s[1]]);
         var st = new ThroughputSample($"tg{tg}", tg, [.. s[2]]);
@@ -176,8 +176,8 @@ internal static unsafe class KernelSweep
 {
     public static void Run(int threads)
     {
-        WorkerPool.ConfigureShared(threads);
-        Console.WriteLine($"threads {threads}; pool dispatch {ModelBenchmark.PoolOverheadMicroseconds(WorkerPool.Shared):F2} µs/call; read bandwidth {MemoryBandwidth.MeasureReadBytesPerSecond(WorkerPool.Shared) / 1e9:F2} GB/s");
+        using var pool = new WorkerPool(threads);
+        Console.WriteLine($"threads {threads}; pool dispatch {ModelBenchmark.PoolOverheadMicroseconds(pool):F2} µs/call; read bandwidth {MemoryBandwidth.MeasureReadBytesPerSecond(pool) / 1e9:F2} GB/s");
         Console.WriteLine("GB/s per CPU-second = weight bytes / process CPU time (robust to a loaded machine); hot = 1 MiB matrix in L2");
         Console.WriteLine("| type | path | n=1 GB/s wall | n=1 GB/s per CPU-s | hot GB/s per CPU-s | n=64 weight GB/s per CPU-s |");
         Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: |");
@@ -197,17 +197,17 @@ internal static unsafe class KernelSweep
                 *(ushort*)(data + o + at) = BitConverter.HalfToUInt16Bits((Half)0.001);
                 if (type == TensorType.Q4_K) *(ushort*)(data + o + 2) = BitConverter.HalfToUInt16Bits((Half)0.001);
             }
-            var m = new QuantizedMatrix(type, data, rows, cols);
+            var m = new QuantizedMatrix(type, data, rows, cols, pool);
             var x = new float[64 * cols];
             for (int i = 0; i < x.Length; i++) x[i] = (float)rng.NextDouble() - 0.5f;
             var y = new float[64 * rows];
             foreach (var path in DotKernels.AvailablePaths())
             {
                 if (path == KernelPath.Scalar) continue;
-                var (wall, cpu) = Measure(m, x, y, 1, path);
-                var hot = new QuantizedMatrix(type, data, (int)((1 << 20) / type.RowBytes(cols)), cols);
-                var (_, hotCpu) = Measure(hot, x, y, 1, path);
-                var (_, prefillCpu) = Measure(m, x, y, 64, path, 1);
+                var (wall, cpu) = Measure(m, x, y, 1, path, pool.Threads);
+                var hot = new QuantizedMatrix(type, data, (int)((1 << 20) / type.RowBytes(cols)), cols, pool);
+                var (_, hotCpu) = Measure(hot, x, y, 1, path, pool.Threads);
+                var (_, prefillCpu) = Measure(m, x, y, 64, path, pool.Threads, 1);
                 Console.WriteLine($"| {type} | {path} | {bytes / wall / 1e9:F2} | {bytes / cpu / 1e9:F2} | {hot.ByteSize / hotCpu / 1e9:F2} | {bytes / prefillCpu / 1e9:F2} |");
             }
             NativeMemory.AlignedFree(data);
@@ -215,7 +215,7 @@ internal static unsafe class KernelSweep
     }
 
     /// <summary>Seconds per call: wall clock and process CPU time (divided by the threads that ran).</summary>
-    private static (double Wall, double Cpu) Measure(QuantizedMatrix m, float[] x, float[] y, int n, KernelPath path, int minCalls = 3)
+    private static (double Wall, double Cpu) Measure(QuantizedMatrix m, float[] x, float[] y, int n, KernelPath path, int threads, int minCalls = 3)
     {
         m.Multiply(x, n, y, path);
         var proc = Process.GetCurrentProcess();
@@ -226,7 +226,7 @@ internal static unsafe class KernelSweep
         while (sw.ElapsedMilliseconds < 1000 || calls < minCalls) { m.Multiply(x, n, y, path); calls++; }
         double wall = sw.Elapsed.TotalSeconds / calls;
         proc.Refresh();
-        double cpu = (proc.TotalProcessorTime - cpu0).TotalSeconds / calls / WorkerPool.Shared.Threads;
+        double cpu = (proc.TotalProcessorTime - cpu0).TotalSeconds / calls / threads;
         return (wall, cpu);
     }
 }
@@ -239,6 +239,7 @@ public unsafe class DecodeKernelBenchmarks
 {
     private byte* _data;
     private QuantizedMatrix? _m;
+    private WorkerPool? _pool;
     private float[] _x = [], _y = [];
 
     [BenchmarkDotNet.Attributes.Params("Q4_0", "Q8_0", "Q4_K", "Q6_K")] public string Type = "Q4_0";
@@ -252,7 +253,8 @@ public unsafe class DecodeKernelBenchmarks
         long bytes = rows * type.RowBytes(cols);
         _data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
         new Random(1).NextBytes(new Span<byte>(_data, (int)bytes));
-        _m = new QuantizedMatrix(type, _data, rows, cols);
+        _pool ??= new WorkerPool(Environment.ProcessorCount);
+        _m = new QuantizedMatrix(type, _data, rows, cols, _pool);
         _x = new float[cols];
         _y = new float[rows];
         for (int i = 0; i < cols; i++) _x[i] = i % 13 * 0.01f;

@@ -39,8 +39,8 @@ public static class BenchCommand
             var bench = new BenchCache(kt, vt, p.GetValue(depth), p.GetValue(batch), p.GetValue(randomDepth));
             string path = p.GetValue(model)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"model not found: {path}");
-            WorkerPool.ConfigureShared(t);
-            using var m = Llama4Model.Load(path);
+            using var backend = new Scout.Backends.CpuBackend(t);
+            using var m = Llama4Model.Load(path, backend: backend);
             var report = Run(m, Path.GetFileName(path), t, pp, tg, r, !p.GetValue(noProbe), bench);
             if (p.GetValue(json)) ctx.Out.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
             else Print(ctx.Out, report);
@@ -59,7 +59,7 @@ public static class BenchCommand
     public static Report Run(Llama4Model m, string name, int threads, int pp, int tg, int reps, bool probe, BenchCache? bench = null)
     {
         bench ??= new BenchCache();
-        var pool = WorkerPool.Shared;
+        var pool = m.Backend.HostPool;
         // Bytes one decoded token reads: the active weights plus the K/V rows it attends to (at the middle of the tg run).
         long kvBytes = ModelBenchmark.KvBytesPerToken(m.Config, bench.Depth + tg / 2 + 1, bench.K, bench.V);
         long active = ModelBenchmark.ActiveBytesPerToken(m) + kvBytes;

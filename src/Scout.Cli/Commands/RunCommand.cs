@@ -136,7 +136,7 @@ public static class RunCommand
         var ckpt = model.Checkpoint;
         if (ckpt is null || !ckpt.Tensors.Keys.Any(k => k.StartsWith("vision_model.", StringComparison.Ordinal)))
             throw new CliException("this checkpoint has no vision tower (no vision_model.* weights), so it cannot take images");
-        var vlm = new Scout.Vision.VisionLanguageModel(model, Scout.Vision.VisionEncoder.Load(ckpt),
+        var vlm = new Scout.Vision.VisionLanguageModel(model, Scout.Vision.VisionEncoder.Load(ckpt, model.Backend.HostPool),
             Scout.Vision.VisionLanguageModel.ReadImageTokenIds(Path.Combine(ckpt.Folder, "config.json")));
         return new VisionPromptEncoder(vlm);
     }

@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using Scout.Kernels;
 using Scout.Kernels.Attention;
 using Scout.Model;
+using Scout.Tensors;
 
 namespace Scout.Backends;
 
@@ -12,27 +13,28 @@ namespace Scout.Backends;
 /// </summary>
 public sealed class CpuBackend : IBackend
 {
-    private readonly bool _ownsPool;
     private readonly AttentionKernels _attention = new(AttentionKernels.Best);
 
-    /// <summary>A backend over <paramref name="threads"/> worker threads (0: every core).</summary>
+    /// <summary>A backend with its own pool of <paramref name="threads"/> worker threads (0: every core).</summary>
     public CpuBackend(int threads = 0)
     {
-        Pool = WorkerPool.Shared;
-        if (threads > 0 && threads != Pool.Threads)
-        {
-            WorkerPool.ConfigureShared(threads);
-            Pool = WorkerPool.Shared;
-        }
-        _ownsPool = false;
+        if (threads < 0) throw new ArgumentException($"threads must not be negative, got {threads}");
+        Pool = new WorkerPool(threads > 0 ? threads : Environment.ProcessorCount);
     }
 
     public string Name => "cpu";
 
-    /// <summary>The threads the parallel operations run on.</summary>
+    /// <summary>The threads the parallel operations run on (owned: disposed with the backend).</summary>
     public WorkerPool Pool { get; }
 
+    public WorkerPool HostPool => Pool;
+
     public int Threads => Pool.Threads;
+
+    public unsafe IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols) => WeightMatrix.RowMajor(type, data, rows, cols, Pool);
+
+    public unsafe IWeightMatrix InputMajor(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset)
+        => new InputMajorFloatMatrix(type, data, inputs, outputs, leadingDim, columnOffset, Pool);
 
     public void MatMul(IWeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y) => w.Multiply(x, n, y);
 
@@ -130,8 +132,5 @@ public sealed class CpuBackend : IBackend
     public void Attention(Llama4Config config, int layer, bool chunked, float[] q, float[] k, float[] v, BatchRows rows, float[] output)
         => _attention.StoreAndAttend(Pool, config, layer, chunked, q, k, v, rows, output);
 
-    public void Dispose()
-    {
-        if (_ownsPool) Pool.Dispose();
-    }
+    public void Dispose() => Pool.Dispose();
 }

@@ -1,5 +1,6 @@
 using Scout.Kernels;
 using Scout.Model;
+using Scout.Tensors;
 
 namespace Scout.Backends;
 
@@ -13,6 +14,16 @@ public interface IBackend : IDisposable
 {
     /// <summary>Short device name ("cpu").</summary>
     string Name { get; }
+
+    /// <summary>The CPU threads of this backend (its products on the CPU, host-side work such as the vision tower).</summary>
+    WorkerPool HostPool { get; }
+
+    /// <summary>A row-major weight matrix over stored data (row r = one output feature of <paramref name="cols"/> weights),
+    /// in the form this backend multiplies with. The data stays where it is (a mapped file) unless the backend copies it to its device.</summary>
+    unsafe IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols);
+
+    /// <summary>An input-major float matrix W[inputs, leadingDim], y = x·W[:, offset..offset+outputs) (Hugging Face expert tensors).</summary>
+    unsafe IWeightMatrix InputMajor(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset);
 
     /// <summary>y[n, W.Rows] = x[n, W.Cols] · Wᵀ (overwrites y).</summary>
     void MatMul(IWeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y);

@@ -5,14 +5,11 @@ using Scout.Tensors;
 
 namespace Scout.Kernels;
 
-/// <summary>Converts stored weights to float32. Quantized block types register their decoders in <see cref="BlockDecoders"/>.</summary>
+/// <summary>Converts stored weights to float32 (block types through the ggml codecs of <see cref="Quant.QuantRegistry"/>).</summary>
 public static class Dequantize
 {
-    /// <summary>Decoders for block-quantized types: (blocks, destination) → floats.</summary>
-    public static readonly Dictionary<TensorType, Action<ReadOnlySpan<byte>, Span<float>>> BlockDecoders = new();
-
-    // Any use of this class (every load path reads norms through it) first registers the ggml block codecs.
-    static Dequantize() => Quant.QuantRegistry.EnsureRegistered();
+    /// <summary>Decoders for block-quantized types: (blocks, destination) → floats. Built once, never changed.</summary>
+    public static IReadOnlyDictionary<TensorType, Action<ReadOnlySpan<byte>, Span<float>>> BlockDecoders { get; } = Quant.QuantRegistry.Decoders();
 
     public static void ToFloat(TensorType type, ReadOnlySpan<byte> src, Span<float> dst)
     {

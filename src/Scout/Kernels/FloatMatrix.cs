@@ -4,7 +4,7 @@ using Scout.Tensors;
 namespace Scout.Kernels;
 
 /// <summary>Row-major F32/F16/BF16 weights. Each row is read once per call and dotted with all n inputs.</summary>
-public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, int cols) : IWeightMatrix, IRangeProduct
+public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, int cols, WorkerPool pool) : IWeightMatrix, IRangeProduct
 {
     private readonly int _elemBytes = type == TensorType.F32 ? 4 : 2;
     public int Rows { get; } = rows;
@@ -18,7 +18,7 @@ public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, in
             throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         fixed (float* px = x, py = y)
         {
-            RangeProductJob.Run(WorkerPool.Shared, this, px, n, py, Rows, 16);
+            RangeProductJob.Run(pool, this, px, n, py, Rows, 16);
         }
     }
 
@@ -57,7 +57,7 @@ public sealed unsafe class FloatMatrix(TensorType type, byte* data, int rows, in
 /// Weights stored input-major, W[in, ld] with y = x·W[:, offset..offset+out) — Hugging Face's Llama 4 expert
 /// tensors (gate_up_proj [E, D, 2F], down_proj [E, F, D]). Read in place; no transposed copy is made.
 /// </summary>
-public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset) : IWeightMatrix, IRangeProduct
+public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset, WorkerPool pool) : IWeightMatrix, IRangeProduct
 {
     private readonly int _elemBytes = type == TensorType.F32 ? 4 : 2;
     public int Rows { get; } = outputs;
@@ -71,7 +71,7 @@ public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, in
             throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         fixed (float* px = x, py = y)
         {
-            RangeProductJob.Run(WorkerPool.Shared, this, px, n, py, Rows, 64);
+            RangeProductJob.Run(pool, this, px, n, py, Rows, 64);
         }
     }
 
@@ -114,7 +114,7 @@ public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, in
 }
 
 /// <summary>Fallback for block-quantized weights without a native kernel: dequantizes each row, then dots in float.</summary>
-public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int rows, int cols) : IWeightMatrix, IRangeProduct
+public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int rows, int cols, WorkerPool pool) : IWeightMatrix, IRangeProduct
 {
     private readonly long _rowBytes = type.RowBytes(cols);
     public int Rows { get; } = rows;
@@ -127,7 +127,7 @@ public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int r
         if (x.Length < n * Cols || y.Length < n * Rows)
             throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         fixed (float* px = x, py = y)
-            RangeProductJob.Run(WorkerPool.Shared, this, px, n, py, Rows, 16);
+            RangeProductJob.Run(pool, this, px, n, py, Rows, 16);
     }
 
     void IRangeProduct.MultiplyRange(float* xp, int n, float* yp, int r0, int r1)

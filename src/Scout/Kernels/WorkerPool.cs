@@ -12,11 +12,11 @@ public interface IParallelJob
 /// A small fork/join pool for compute kernels: N-1 dedicated workers plus the calling thread claim task indices
 /// from a shared ticket. Workers spin (for <see cref="SpinMicroseconds"/>) between jobs before they block, so the
 /// back-to-back matmuls of a decode step neither pay a thread wake-up nor allocate: <see cref="Run"/> takes a
-/// reusable <see cref="IParallelJob"/> object. One job runs at a time (calls are serialised).
+/// reusable <see cref="IParallelJob"/> object. One job runs at a time (calls are serialised). There is no
+/// process-wide pool: a <see cref="Backends.CpuBackend"/> owns one and hands it to the matrices it creates.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
-    private static WorkerPool? _shared;
     [ThreadStatic] private static bool _insideJob;
 
     /// <summary>How long an idle worker keeps spinning for the next job before it blocks.</summary>
@@ -38,17 +38,6 @@ public sealed class WorkerPool : IDisposable
     private Exception? _error;
     private readonly ActionJob _actionJob = new();
     private readonly RangeJob _rangeJob = new();
-
-    /// <summary>The process-wide pool (all cores unless <see cref="ConfigureShared"/> said otherwise).</summary>
-    public static WorkerPool Shared => _shared ??= new WorkerPool(Environment.ProcessorCount);
-
-    public static void ConfigureShared(int threads)
-    {
-        if (_shared is { } current && current.Threads == Math.Max(1, threads)) return;
-        var old = _shared;
-        _shared = new WorkerPool(threads);
-        old?.Dispose();
-    }
 
     public int Threads { get; }
 

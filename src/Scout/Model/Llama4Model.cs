@@ -37,31 +37,37 @@ public sealed class Llama4Model : IDisposable
     /// <summary>The activation buffers (grown only when a forward carries more rows than any before).</summary>
     public ForwardWorkspace Workspace => _ws;
 
-    /// <param name="backend">where the operations run (default: a CPU backend on every core, owned by the model)</param>
+    /// <param name="backend">where the operations run: the backend <paramref name="weights"/> were loaded for</param>
+    /// <param name="owner">the checkpoint the weights view, disposed with the model</param>
+    /// <param name="ownsBackend">dispose <paramref name="backend"/> with the model</param>
     /// <param name="maxRows">rows (tokens of all sequences) the workspace is first sized for</param>
-    public Llama4Model(Llama4Config config, Llama4Weights weights, Checkpoint? owner = null, IBackend? backend = null, int maxRows = 1)
+    public Llama4Model(Llama4Config config, Llama4Weights weights, IBackend backend, Checkpoint? owner = null, bool ownsBackend = false, int maxRows = 1)
     {
         Config = config;
         Weights = weights;
         _checkpoint = owner;
-        _ownsBackend = backend is null;
-        Backend = backend ?? new CpuBackend();
+        _ownsBackend = ownsBackend;
+        Backend = backend;
         _ropeFreqs = AttentionMath.RopeFrequencies(config.HeadDim, config.RopeTheta, config.RopeScaling, weights.RopeFreqDivisors);
         _ws = new ForwardWorkspace(config, Math.Max(1, maxRows));
     }
 
     /// <summary>Loads a model from a folder, .safetensors or .gguf (see <see cref="Checkpoint.Open"/>).</summary>
-    /// <param name="backend">where the operations run; the caller keeps ownership (default: a CPU backend owned by the model)</param>
+    /// <param name="backend">where the operations run; the caller keeps ownership (default: a CPU backend on every core, owned by the model)</param>
     public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null, LoadOptions? options = null, IBackend? backend = null)
     {
-        var ckpt = Checkpoint.Open(path, configPath, progress);
+        bool owns = backend is null;
+        var device = backend ?? new CpuBackend();
+        Checkpoint? ckpt = null;
         try
         {
-            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt, options), ckpt, backend);
+            ckpt = Checkpoint.Open(path, configPath, progress);
+            return new Llama4Model(ckpt.Config, Llama4Weights.Load(ckpt, device, options), device, ckpt, owns);
         }
         catch
         {
-            ckpt.Dispose();
+            ckpt?.Dispose();
+            if (owns) device.Dispose();
             throw;
         }
     }

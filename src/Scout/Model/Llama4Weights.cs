@@ -1,3 +1,4 @@
+using Scout.Backends;
 using Scout.Formats;
 using Scout.Kernels;
 using Scout.Kernels.Quant;
@@ -42,12 +43,13 @@ public sealed unsafe class Llama4Weights
     /// <summary>Memory owned by these weights (load-time quantized copies), freed with the model.</summary>
     public IDisposable? Owned { get; init; }
 
-    public static Llama4Weights Load(Checkpoint ckpt, LoadOptions? options = null)
+    /// <summary>The weights of <paramref name="ckpt"/> as matrices of <paramref name="backend"/> (views over the mapped files on the CPU).</summary>
+    public static Llama4Weights Load(Checkpoint ckpt, IBackend backend, LoadOptions? options = null)
     {
-        LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t) : null;
+        LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t, backend) : null;
         try
         {
-            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, q) : LoadHuggingFace(ckpt, q);
+            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q) : LoadHuggingFace(ckpt, backend, q);
             return q is null ? w : new Llama4Weights
             {
                 Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
@@ -66,10 +68,10 @@ public sealed unsafe class Llama4Weights
             throw new ModelLoadException($"tensor '{t.Name}' in {t.Source} has shape {t.ShapeText}, but the config implies [{string.Join(", ", shape)}]");
     }
 
-    private static IWeightMatrix Matrix(WeightTensor t, long rows, long cols, LoadTimeQuantizer? q = null)
+    private static IWeightMatrix Matrix(IBackend backend, WeightTensor t, long rows, long cols, LoadTimeQuantizer? q = null)
     {
         ExpectShape(t, rows, cols);
-        return q?.RowMajor(t.Type, t.Data, (int)rows, (int)cols) ?? WeightMatrix.RowMajor(t.Type, t.Data, (int)rows, (int)cols);
+        return q?.RowMajor(t.Type, t.Data, (int)rows, (int)cols) ?? backend.RowMajor(t.Type, t.Data, (int)rows, (int)cols);
     }
 
     private static float[] Vector(WeightTensor t, long n)
@@ -78,19 +80,19 @@ public sealed unsafe class Llama4Weights
         return t.ToFloatArray();
     }
 
-    private static LayerWeights LayerCommon(Llama4Config c, Func<string, WeightTensor> get, string norm1, string q, string k, string v, string o, string norm2,
+    private static LayerWeights LayerCommon(IBackend backend, Llama4Config c, Func<string, WeightTensor> get, string norm1, string q, string k, string v, string o, string norm2,
         FeedForward? dense, IWeightMatrix? router, FeedForward[]? experts, FeedForward? shared, LoadTimeQuantizer? lq) => new()
     {
         AttentionNorm = Vector(get(norm1), c.HiddenSize),
         FfnNorm = Vector(get(norm2), c.HiddenSize),
-        Q = Matrix(get(q), c.QDim, c.HiddenSize, lq),
-        K = Matrix(get(k), c.KvDim, c.HiddenSize, lq),
-        V = Matrix(get(v), c.KvDim, c.HiddenSize, lq),
-        O = Matrix(get(o), c.HiddenSize, c.QDim, lq),
+        Q = Matrix(backend, get(q), c.QDim, c.HiddenSize, lq),
+        K = Matrix(backend, get(k), c.KvDim, c.HiddenSize, lq),
+        V = Matrix(backend, get(v), c.KvDim, c.HiddenSize, lq),
+        O = Matrix(backend, get(o), c.HiddenSize, c.QDim, lq),
         Dense = dense, Router = router, Experts = experts, SharedExpert = shared,
     };
 
-    private static Llama4Weights LoadHuggingFace(Checkpoint ckpt, LoadTimeQuantizer? lq)
+    private static Llama4Weights LoadHuggingFace(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq)
     {
         var c = ckpt.Config;
         string prefix = ckpt.Find("language_model.model.embed_tokens.weight") != null ? "language_model.model." : "model.";
@@ -110,7 +112,7 @@ public sealed unsafe class Llama4Weights
             if (c.IsMoeLayer(i))
             {
                 int e = c.NumExperts, d = c.HiddenSize, f = c.IntermediateSize;
-                router = Matrix(ckpt.Get(ff + "router.weight"), e, d);
+                router = Matrix(backend, ckpt.Get(ff + "router.weight"), e, d);
                 var gateUp = ckpt.Get(ff + "experts.gate_up_proj");
                 var down = ckpt.Get(ff + "experts.down_proj");
                 ExpectShape(gateUp, e, d, 2L * f);
@@ -125,40 +127,40 @@ public sealed unsafe class Llama4Weights
                     byte* dn = down.Data + (long)x * f * d * eb;
                     experts[x] = lq is null
                         ? new FeedForward(
-                            new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, 0),
-                            new InputMajorFloatMatrix(gateUp.Type, gu, d, f, 2 * f, f),
-                            new InputMajorFloatMatrix(down.Type, dn, f, d, d, 0))
+                            backend.InputMajor(gateUp.Type, gu, d, f, 2 * f, 0),
+                            backend.InputMajor(gateUp.Type, gu, d, f, 2 * f, f),
+                            backend.InputMajor(down.Type, dn, f, d, d, 0))
                         : new FeedForward(
                             lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, 0),
                             lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, f),
                             lq.InputMajor(down.Type, dn, f, d, d, 0));
                 }
                 shared = new FeedForward(
-                    Matrix(ckpt.Get(ff + "shared_expert.gate_proj.weight"), f, d, lq),
-                    Matrix(ckpt.Get(ff + "shared_expert.up_proj.weight"), f, d, lq),
-                    Matrix(ckpt.Get(ff + "shared_expert.down_proj.weight"), d, f, lq));
+                    Matrix(backend, ckpt.Get(ff + "shared_expert.gate_proj.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(ff + "shared_expert.up_proj.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(ff + "shared_expert.down_proj.weight"), d, f, lq));
             }
             else
             {
                 int d = c.HiddenSize, f = c.IntermediateSizeMlp;
                 dense = new FeedForward(
-                    Matrix(ckpt.Get(ff + "gate_proj.weight"), f, d, lq),
-                    Matrix(ckpt.Get(ff + "up_proj.weight"), f, d, lq),
-                    Matrix(ckpt.Get(ff + "down_proj.weight"), d, f, lq));
+                    Matrix(backend, ckpt.Get(ff + "gate_proj.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(ff + "up_proj.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(ff + "down_proj.weight"), d, f, lq));
             }
-            layers[i] = LayerCommon(c, ckpt.Get, p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+            layers[i] = LayerCommon(backend, c, ckpt.Get, p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
                 p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight", dense, router, experts, shared, lq);
         }
         return new Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get(prefix + "norm.weight"), c.HiddenSize),
-            Output = Matrix(output, c.VocabSize, c.HiddenSize, lq),
+            Output = Matrix(backend, output, c.VocabSize, c.HiddenSize, lq),
             Layers = layers,
         };
     }
 
-    private static Llama4Weights LoadGguf(Checkpoint ckpt, LoadTimeQuantizer? lq)
+    private static Llama4Weights LoadGguf(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq)
     {
         var c = ckpt.Config;
         var embedding = ckpt.Get("token_embd.weight");
@@ -175,7 +177,7 @@ public sealed unsafe class Llama4Weights
             if (c.IsMoeLayer(i))
             {
                 int e = c.NumExperts, f = c.IntermediateSize;
-                router = Matrix(ckpt.Get(p + "ffn_gate_inp.weight"), e, d); // the router stays float, as in llama.cpp files
+                router = Matrix(backend, ckpt.Get(p + "ffn_gate_inp.weight"), e, d); // the router stays float, as in llama.cpp files
                 var gate = ckpt.Get(p + "ffn_gate_exps.weight");
                 var up = ckpt.Get(p + "ffn_up_exps.weight");
                 var down = ckpt.Get(p + "ffn_down_exps.weight");
@@ -186,23 +188,23 @@ public sealed unsafe class Llama4Weights
                 long gBytes = gate.Type.ByteCount((long)f * d), uBytes = up.Type.ByteCount((long)f * d), dBytes = down.Type.ByteCount((long)d * f);
                 for (int x = 0; x < e; x++)
                     experts[x] = new FeedForward(
-                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? WeightMatrix.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
-                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? WeightMatrix.RowMajor(up.Type, up.Data + x * uBytes, f, d),
-                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? WeightMatrix.RowMajor(down.Type, down.Data + x * dBytes, d, f));
+                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? backend.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
+                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? backend.RowMajor(up.Type, up.Data + x * uBytes, f, d),
+                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? backend.RowMajor(down.Type, down.Data + x * dBytes, d, f));
                 shared = new FeedForward(
-                    Matrix(ckpt.Get(p + "ffn_gate_shexp.weight"), f, d, lq),
-                    Matrix(ckpt.Get(p + "ffn_up_shexp.weight"), f, d, lq),
-                    Matrix(ckpt.Get(p + "ffn_down_shexp.weight"), d, f, lq));
+                    Matrix(backend, ckpt.Get(p + "ffn_gate_shexp.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(p + "ffn_up_shexp.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(p + "ffn_down_shexp.weight"), d, f, lq));
             }
             else
             {
                 int f = c.IntermediateSizeMlp;
                 dense = new FeedForward(
-                    Matrix(ckpt.Get(p + "ffn_gate.weight"), f, d, lq),
-                    Matrix(ckpt.Get(p + "ffn_up.weight"), f, d, lq),
-                    Matrix(ckpt.Get(p + "ffn_down.weight"), d, f, lq));
+                    Matrix(backend, ckpt.Get(p + "ffn_gate.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(p + "ffn_up.weight"), f, d, lq),
+                    Matrix(backend, ckpt.Get(p + "ffn_down.weight"), d, f, lq));
             }
-            layers[i] = LayerCommon(c, ckpt.Get, p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight",
+            layers[i] = LayerCommon(backend, c, ckpt.Get, p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight",
                 p + "attn_v.weight", p + "attn_output.weight", p + "ffn_norm.weight", dense, router, experts, shared, lq);
         }
         float[]? ropeFreqs = null;
@@ -212,7 +214,7 @@ public sealed unsafe class Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get("output_norm.weight"), c.HiddenSize),
-            Output = Matrix(output, c.VocabSize, c.HiddenSize, lq),
+            Output = Matrix(backend, output, c.VocabSize, c.HiddenSize, lq),
             Layers = layers,
             RopeFreqDivisors = ropeFreqs,
         };

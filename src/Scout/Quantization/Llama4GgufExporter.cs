@@ -71,6 +71,7 @@ public static unsafe class Llama4GgufExporter
         for (int i = 0; i < plan.Count; i++) w.AddTensor(plan[i].Name, plan[i].Ne, types[i]);
         planned?.Invoke(plan.Count);
         var counts = new Dictionary<TensorType, int>();
+        using var pool = new WorkerPool(Environment.ProcessorCount);   // this export's encoding threads
         for (int i = 0; i < plan.Count; i++)
         {
             var t = plan[i];
@@ -96,7 +97,7 @@ public static unsafe class Llama4GgufExporter
                     var f = floats.AsSpan(0, n * cols);
                     t.FillRows(r, n, f);
                     var b = bytes.AsSpan(0, (int)(rowBytes * n));
-                    Quantizer.QuantizeRows(type, f, n, cols, b);
+                    Quantizer.QuantizeRows(type, f, n, cols, b, pool);
                     w.WriteTensorPart(t.Name, b);
                 }
             }
@@ -117,7 +118,7 @@ public static unsafe class Llama4GgufExporter
             fixed (float* pd = dst)
             {
                 float* d = pd;
-                WorkerPool.Shared.ForRange(count, Math.Max(1, (int)(65536 / cols)), (r0, r1) =>
+                ParallelRows.For(count, Math.Max(1, (int)(65536 / cols)), (r0, r1) =>
                 {
                     for (long i = r0; i < r1; i++)
                         Dequantize.ToFloat(type, new ReadOnlySpan<byte>(data + (first + i) * rowBytes, (int)rowBytes), new Span<float>(d + i * cols, (int)cols));

@@ -140,9 +140,9 @@ public static class SyntheticModel
             fixed (float* p = dst)
             {
                 float* d = p;
-                WorkerPool.Shared.ForRange(count, Math.Max(1, (int)(65536 / cols)), (r0, r1) =>
+                ParallelRows.For(count, Math.Max(1, (int)(65536 / cols)), (r0, r1) =>
                 {
-                    for (int r = r0; r < r1; r++)
+                    for (long r = r0; r < r1; r++)
                         FillRow(new Span<float>(d + r * cols, (int)cols), Mix((ulong)seed, (ulong)tensor, (ulong)(first + r)), (float)std);
                 });
             }

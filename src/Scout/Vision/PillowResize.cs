@@ -64,7 +64,7 @@ public static class PillowResize
         var s = src.Pixels;
         var d = dst.Pixels;
         int inStride = src.Width * 3, outStride = outW * 3;
-        Kernels.WorkerPool.Shared.For(src.Height, y =>
+        Parallel.For(0, src.Height, y =>
         {
             int rowIn = y * inStride, rowOut = y * outStride;
             for (int x = 0; x < outW; x++)
@@ -95,7 +95,7 @@ public static class PillowResize
         var s = src.Pixels;
         var d = dst.Pixels;
         int stride = src.Width * 3;
-        Kernels.WorkerPool.Shared.For(outH, y =>
+        Parallel.For(0, outH, y =>
         {
             var k = weights[y];
             int first = starts[y] * stride;

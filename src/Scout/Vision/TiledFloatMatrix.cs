@@ -23,8 +23,11 @@ public sealed unsafe class TiledFloatMatrix : IWeightMatrix
     public TensorType Type { get; }
     public long ByteSize => (long)Rows * Cols * _elemBytes;
 
-    private TiledFloatMatrix(TensorType type, byte* data, int rows, int cols)
+    private readonly WorkerPool _pool;
+
+    private TiledFloatMatrix(TensorType type, byte* data, int rows, int cols, WorkerPool pool)
     {
+        _pool = pool;
         Type = type;
         _data = data;
         Rows = rows;
@@ -33,10 +36,10 @@ public sealed unsafe class TiledFloatMatrix : IWeightMatrix
     }
 
     /// <summary>This layout for float weights; <see cref="WeightMatrix.RowMajor"/> for anything else.</summary>
-    public static IWeightMatrix Create(TensorType type, byte* data, int rows, int cols)
+    public static IWeightMatrix Create(TensorType type, byte* data, int rows, int cols, WorkerPool pool)
         => type is TensorType.F32 or TensorType.F16 or TensorType.BF16 && Vector256.IsHardwareAccelerated
-            ? new TiledFloatMatrix(type, data, rows, cols)
-            : WeightMatrix.RowMajor(type, data, rows, cols);
+            ? new TiledFloatMatrix(type, data, rows, cols, pool)
+            : WeightMatrix.RowMajor(type, data, rows, cols, pool);
 
     public void Multiply(ReadOnlySpan<float> x, int n, Span<float> y)
     {
@@ -46,7 +49,7 @@ public sealed unsafe class TiledFloatMatrix : IWeightMatrix
         fixed (float* px = x, py = y)
         {
             float* xp = px, yp = py;
-            WorkerPool.Shared.For(blocks, b => MultiplyBlock(xp, n, yp, b * RowBlock, Math.Min(Rows, (b + 1) * RowBlock)));
+            _pool.For(blocks, b => MultiplyBlock(xp, n, yp, b * RowBlock, Math.Min(Rows, (b + 1) * RowBlock)));
         }
     }
 

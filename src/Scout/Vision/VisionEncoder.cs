@@ -33,6 +33,7 @@ public sealed unsafe class VisionEncoder
         public required IWeightMatrix Q, K, V, O, Fc1, Fc2;
     }
 
+    private readonly WorkerPool _pool;
     private readonly IWeightMatrix _patchEmbedding;
     private readonly float[] _classEmbedding, _positions, _preW, _preB, _postW, _postB;
     private readonly Layer[] _layers;
@@ -82,8 +83,9 @@ public sealed unsafe class VisionEncoder
     /// <summary>True when the checkpoint carries Llama 4 vision weights (<c>vision_model.*</c>).</summary>
     public static bool IsPresent(Checkpoint ckpt) => ckpt.Find("vision_model.patch_embedding.linear.weight") is not null;
 
-    /// <summary>Loads the vision tower, adapter and projector from a Hugging Face checkpoint opened with <see cref="Checkpoint.Open"/>.</summary>
-    public static VisionEncoder Load(Checkpoint ckpt)
+    /// <summary>Loads the vision tower, adapter and projector from a Hugging Face checkpoint opened with <see cref="Checkpoint.Open"/>;
+    /// its products run on <paramref name="pool"/> (the text model's backend threads).</summary>
+    public static VisionEncoder Load(Checkpoint ckpt, WorkerPool pool)
     {
         if (!IsPresent(ckpt))
             throw new ModelLoadException(ckpt.Format == CheckpointFormat.Gguf
@@ -91,12 +93,13 @@ public sealed unsafe class VisionEncoder
                 : $"{ckpt.Folder}: the checkpoint has no vision weights (vision_model.*); it is a text-only model");
         if (ckpt.Config.VisionConfig is not { } json)
             throw new ModelLoadException($"{ckpt.Folder}: config.json has no vision_config, but the checkpoint has vision weights");
-        return new VisionEncoder(VisionConfig.FromJson(json, "config.json vision_config"), ckpt);
+        return new VisionEncoder(VisionConfig.FromJson(json, "config.json vision_config"), ckpt, pool);
     }
 
-    private VisionEncoder(VisionConfig config, Checkpoint ckpt)
+    private VisionEncoder(VisionConfig config, Checkpoint ckpt, WorkerPool pool)
     {
         Config = config;
+        _pool = pool;
         int d = config.HiddenSize, p = config.PatchesPerTile;
         long bytes = 0;
         WeightTensor Get(string name) { var t = ckpt.Get(name); bytes += t.ByteLength; return t; }
@@ -104,14 +107,14 @@ public sealed unsafe class VisionEncoder
         {
             var t = Get(name);
             Expect(t, rows, cols);
-            return TiledFloatMatrix.Create(t.Type, t.Data, rows, cols);
+            return TiledFloatMatrix.Create(t.Type, t.Data, rows, cols, pool);
         }
         IWeightMatrix MatrixAnyRows(string name, int cols)
         {
             var t = Get(name);
             if (t.Rank != 2 || t.Shape[1] != cols)
                 throw new ModelLoadException($"tensor '{name}' in {t.Source} has shape {t.ShapeText}, expected [*, {cols}]");
-            return TiledFloatMatrix.Create(t.Type, t.Data, (int)t.Shape[0], cols);
+            return TiledFloatMatrix.Create(t.Type, t.Data, (int)t.Shape[0], cols, pool);
         }
         float[] Vec(string name, params long[] shape)
         {
@@ -331,10 +334,10 @@ public sealed unsafe class VisionEncoder
         for (int t = 0; t < n; t++) TensorPrimitives.Add(y.AsSpan(t * rows, rows), bias, y.AsSpan(t * rows, rows));
     }
 
-    private static void ParallelGelu(float[] x)
+    private void ParallelGelu(float[] x)
     {
         const int grain = 4096;
-        WorkerPool.Shared.For((x.Length + grain - 1) / grain, b => VisionMath.Gelu(x.AsSpan(b * grain, Math.Min(grain, x.Length - b * grain))));
+        _pool.For((x.Length + grain - 1) / grain, b => VisionMath.Gelu(x.AsSpan(b * grain, Math.Min(grain, x.Length - b * grain))));
     }
 
     private void ApplyRope(float[] x, int n)
@@ -370,7 +373,7 @@ public sealed unsafe class VisionEncoder
         fixed (float* pq = q, pk = keys, pv = valuesT, po = output)
         {
             float* qp = pq, kp = pk, vp = pv, op = po;
-            WorkerPool.Shared.For(heads * blocks, job =>
+            _pool.For(heads * blocks, job =>
             {
                 int h = job / blocks, t0 = job % blocks * block, t1 = Math.Min(n, t0 + block);
                 var scores = System.Buffers.ArrayPool<float>.Shared.Rent(4 * n);

@@ -73,7 +73,7 @@ public sealed class VisionLanguageModel : IDisposable
         try
         {
             var ckpt = text.Checkpoint ?? throw new ModelLoadException($"{path}: the model has no checkpoint to read vision weights from");
-            var vision = VisionEncoder.Load(ckpt);
+            var vision = VisionEncoder.Load(ckpt, text.Backend.HostPool);
             return new VisionLanguageModel(text, vision, ReadImageTokenIds(configPath ?? Path.Combine(ckpt.Folder, "config.json")), ownsText: true);
         }
         catch

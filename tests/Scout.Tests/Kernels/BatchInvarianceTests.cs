@@ -31,7 +31,7 @@ public unsafe class BatchInvarianceTests
         var batched = new float[n * rows];
         fixed (byte* w = data)
         {
-            var m = new QuantizedMatrix(type, w, rows, cols);
+            var m = new QuantizedMatrix(type, w, rows, cols, TestPool.Instance);
             m.Multiply(x, n, batched, path);
             for (int t = 0; t < n; t++)
             {

@@ -242,7 +242,7 @@ public unsafe class QuantizedMatrixTests
             var y = new float[n * rows];
             fixed (byte* w = data)
             {
-                var m = new QuantizedMatrix(type, w, rows, cols);
+                var m = new QuantizedMatrix(type, w, rows, cols, TestPool.Instance);
                 m.Multiply(x, n, y, path);
             }
             for (int t = 0; t < n; t++)
@@ -277,8 +277,8 @@ public unsafe class QuantizedMatrixTests
         var q4 = RandomRows(TensorType.Q4_0, 4, 64, 1);
         fixed (byte* p = q4)
         {
-            Assert.IsType<QuantizedMatrix>(WeightMatrix.RowMajor(TensorType.Q4_0, p, 4, 64));
-            Assert.IsType<DequantizingMatrix>(WeightMatrix.RowMajor(TensorType.Q5_K, p, 1, 256));
+            Assert.IsType<QuantizedMatrix>(WeightMatrix.RowMajor(TensorType.Q4_0, p, 4, 64, TestPool.Instance));
+            Assert.IsType<DequantizingMatrix>(WeightMatrix.RowMajor(TensorType.Q5_K, p, 1, 256, TestPool.Instance));
         }
     }
 
@@ -289,13 +289,13 @@ public unsafe class QuantizedMatrixTests
         fixed (byte* pinned = data)
         {
             byte* p = pinned;
-            var e = Assert.Throws<ArgumentException>(() => new QuantizedMatrix(TensorType.Q4_K, p, 2, 100));
+            var e = Assert.Throws<ArgumentException>(() => new QuantizedMatrix(TensorType.Q4_K, p, 2, 100, TestPool.Instance));
             Assert.Contains("multiple of 256", e.Message);
-            var m = new QuantizedMatrix(TensorType.Q8_0, p, 2, 64);
+            var m = new QuantizedMatrix(TensorType.Q8_0, p, 2, 64, TestPool.Instance);
             var e2 = Assert.Throws<ArgumentException>(() => m.Multiply(new float[63], 1, new float[2]));
             Assert.Contains("shape mismatch", e2.Message);
             Assert.Throws<ArgumentException>(() => m.Multiply(new float[64], 1, new float[1]));
-            Assert.Throws<NotSupportedException>(() => new QuantizedMatrix(TensorType.Q5_K, p, 1, 256));
+            Assert.Throws<NotSupportedException>(() => new QuantizedMatrix(TensorType.Q5_K, p, 1, 256, TestPool.Instance));
         }
     }
 }

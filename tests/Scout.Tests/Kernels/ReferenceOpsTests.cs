@@ -101,7 +101,7 @@ public unsafe class ReferenceOpsTests
         var expected = new float[n * rows];
         ScalarReference.MatMul(wide, rows, cols, x, n, expected);
         var actual = new float[n * rows];
-        fixed (byte* p = bytes) WeightMatrix.RowMajor(type, p, rows, cols).Multiply(x, n, actual);
+        fixed (byte* p = bytes) WeightMatrix.RowMajor(type, p, rows, cols, TestPool.Instance).Multiply(x, n, actual);
         for (int i = 0; i < actual.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4f);
     }
 
@@ -123,7 +123,7 @@ public unsafe class ReferenceOpsTests
         var expected = new float[n * outputs];
         ScalarReference.MatMul(rowMajor, outputs, inputs, x, n, expected);
         var actual = new float[n * outputs];
-        fixed (byte* p = bytes) new InputMajorFloatMatrix(type, p, inputs, outputs, ld, offset).Multiply(x, n, actual);
+        fixed (byte* p = bytes) new InputMajorFloatMatrix(type, p, inputs, outputs, ld, offset, TestPool.Instance).Multiply(x, n, actual);
         for (int i = 0; i < actual.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4f);
     }
 

@@ -26,8 +26,8 @@ public class TiledFloatMatrixTests
         var actual = new float[n * rows];
         fixed (byte* p = raw)
         {
-            WeightMatrix.RowMajor(type, p, rows, cols).Multiply(x, n, expected);
-            var tiled = TiledFloatMatrix.Create(type, p, rows, cols);
+            WeightMatrix.RowMajor(type, p, rows, cols, TestPool.Instance).Multiply(x, n, expected);
+            var tiled = TiledFloatMatrix.Create(type, p, rows, cols, TestPool.Instance);
             Assert.Equal((rows, cols), (tiled.Rows, tiled.Cols));
             tiled.Multiply(x, n, actual);
         }

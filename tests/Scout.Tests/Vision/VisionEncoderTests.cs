@@ -105,9 +105,9 @@ public class VisionEncoderTests(VisionModelFixture fixture, ITestOutputHelper ou
     {
         using var hf = Checkpoint.Open(Fixtures.Text("scout-tiny"));
         Assert.False(VisionEncoder.IsPresent(hf));
-        Assert.Contains("no vision weights", Assert.Throws<Scout.Formats.ModelLoadException>(() => VisionEncoder.Load(hf)).Message);
+        Assert.Contains("no vision weights", Assert.Throws<Scout.Formats.ModelLoadException>(() => VisionEncoder.Load(hf, TestPool.Instance)).Message);
         using var gguf = Checkpoint.Open(Fixtures.Text("scout-tiny", "model.gguf"));
-        Assert.Contains("mmproj", Assert.Throws<Scout.Formats.ModelLoadException>(() => VisionEncoder.Load(gguf)).Message);
+        Assert.Contains("mmproj", Assert.Throws<Scout.Formats.ModelLoadException>(() => VisionEncoder.Load(gguf, TestPool.Instance)).Message);
     }
 
     [Fact]

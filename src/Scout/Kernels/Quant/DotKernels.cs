@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Scout.Kernels.Quant;
 
-/// <summary>Instruction-set variants of the block dot products; <see cref="DotKernels.Path"/> picks one.</summary>
+/// <summary>Instruction-set variants of the block dot products; each <see cref="QuantizedMatrix"/> is created with one (default <see cref="DotKernels.Best"/>).</summary>
 internal enum KernelPath
 {
     /// <summary>Plain C#, one weight at a time: the reference every other path is tested against.</summary>
@@ -36,9 +36,6 @@ internal static unsafe partial class DotKernels
         : Avx2.IsSupported && Fma.IsSupported ? KernelPath.Avx2
         : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? KernelPath.Vector128
         : KernelPath.Scalar;
-
-    /// <summary>The path used by the matrices (internal switch so tests and benchmarks can force each one).</summary>
-    public static KernelPath Path { get; set; } = Best;
 
     public static bool IsAvailable(KernelPath path) => path switch
     {

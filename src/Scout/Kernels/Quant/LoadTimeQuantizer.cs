@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Scout.Backends;
 using Scout.Tensors;
 
 namespace Scout.Kernels.Quant;
@@ -6,9 +7,10 @@ namespace Scout.Kernels.Quant;
 /// <summary>
 /// Quantizes float weight matrices while a model loads (e.g. a bf16 Hugging Face checkpoint run as Q4_0): each
 /// matrix is encoded row by row into native memory owned by this object, then served through
-/// <see cref="WeightMatrix.RowMajor"/> like a quantized GGUF tensor. Dispose frees the memory.
+/// the backend's <see cref="IBackend.RowMajor"/> like a quantized GGUF tensor (encoded on its host threads).
+/// Dispose frees the memory.
 /// </summary>
-public sealed unsafe class LoadTimeQuantizer(TensorType target) : IDisposable
+public sealed unsafe class LoadTimeQuantizer(TensorType target, IBackend backend) : IDisposable
 {
     private readonly List<nint> _blocks = new();
     private readonly object _gate = new();
@@ -35,7 +37,7 @@ public sealed unsafe class LoadTimeQuantizer(TensorType target) : IDisposable
     public IWeightMatrix RowMajor(TensorType sourceType, byte* data, int rows, int cols)
     {
         var type = TypeFor(cols);
-        if (!sourceType.IsFloat() || type == TensorType.F32) return WeightMatrix.RowMajor(sourceType, data, rows, cols);
+        if (!sourceType.IsFloat() || type == TensorType.F32) return backend.RowMajor(sourceType, data, rows, cols);
         long srcRowBytes = sourceType.RowBytes(cols);
         return Encode(type, rows, cols, (r, row) =>
             Dequantize.ToFloat(sourceType, new ReadOnlySpan<byte>(data + r * srcRowBytes, (int)srcRowBytes), row));
@@ -48,7 +50,7 @@ public sealed unsafe class LoadTimeQuantizer(TensorType target) : IDisposable
     public IWeightMatrix InputMajor(TensorType sourceType, byte* data, int inputs, int outputs, int leadingDim, int columnOffset)
     {
         var type = TypeFor(inputs);
-        if (type == TensorType.F32) return new InputMajorFloatMatrix(sourceType, data, inputs, outputs, leadingDim, columnOffset);
+        if (type == TensorType.F32) return backend.InputMajor(sourceType, data, inputs, outputs, leadingDim, columnOffset);
         int elem = sourceType == TensorType.F32 ? 4 : 2;
         // Decode the [inputs, outputs] slice once, then read columns as rows.
         var slice = new float[(long)inputs * outputs];
@@ -70,7 +72,7 @@ public sealed unsafe class LoadTimeQuantizer(TensorType target) : IDisposable
             _blocks.Add((nint)dst);
             AllocatedBytes += total;
         }
-        WorkerPool.Shared.ForRange(rows, Math.Max(1, 65536 / Math.Max(cols, 1)), (r0, r1) =>
+        backend.HostPool.ForRange(rows, Math.Max(1, 65536 / Math.Max(cols, 1)), (r0, r1) =>
         {
             var row = new float[cols];
             for (int r = r0; r < r1; r++)
@@ -79,7 +81,7 @@ public sealed unsafe class LoadTimeQuantizer(TensorType target) : IDisposable
                 Quantizer.Quantize(type, row, new Span<byte>(dst + r * rowBytes, (int)rowBytes));
             }
         });
-        return WeightMatrix.RowMajor(type, dst, rows, cols);
+        return backend.RowMajor(type, dst, rows, cols);
     }
 
     public void Dispose()

@@ -18,18 +18,24 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
     private readonly long _rowBytes;
     private readonly int _blocksPerRow;
     private readonly ActivationFormat _format;
+    private readonly WorkerPool _pool;
+    private readonly KernelPath _path;
 
     public int Rows { get; }
     public int Cols { get; }
     public TensorType Type { get; }
     public long ByteSize => Rows * _rowBytes;
 
-    /// <summary>Name of the instruction-set path the products use on this machine.</summary>
-    public static string KernelPathName => DotKernels.Path.ToString();
+    /// <summary>Name of the instruction-set path the products use on this machine by default.</summary>
+    public static string KernelPathName => DotKernels.Best.ToString();
 
     public static bool Supports(TensorType type) => type is TensorType.Q4_0 or TensorType.Q8_0 or TensorType.Q4_K or TensorType.Q6_K;
 
-    public QuantizedMatrix(TensorType type, byte* data, int rows, int cols)
+    public QuantizedMatrix(TensorType type, byte* data, int rows, int cols, WorkerPool pool)
+        : this(type, data, rows, cols, pool, DotKernels.Best) { }
+
+    /// <summary>A matrix whose products use kernel <paramref name="path"/> (tests and benchmarks force each one).</summary>
+    internal QuantizedMatrix(TensorType type, byte* data, int rows, int cols, WorkerPool pool, KernelPath path)
     {
         if (!Supports(type)) throw new NotSupportedException($"no integer kernel for tensor type {type}");
         if (rows <= 0 || cols <= 0) throw new ArgumentException($"matrix shape [{rows}, {cols}] must be positive");
@@ -43,9 +49,11 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
         _rowBytes = type.RowBytes(cols);
         _blocksPerRow = cols / blockElements;
         _format = blockElements == 32 ? ActivationFormat.Blocks32 : ActivationFormat.Blocks256;
+        _pool = pool;
+        _path = path;
     }
 
-    public void Multiply(ReadOnlySpan<float> x, int n, Span<float> y) => Multiply(x, n, y, DotKernels.Path);
+    public void Multiply(ReadOnlySpan<float> x, int n, Span<float> y) => Multiply(x, n, y, _path);
 
     /// <summary>As <see cref="Multiply(ReadOnlySpan{float}, int, Span{float})"/> on a chosen kernel path (tests, benchmarks).</summary>
     internal void Multiply(ReadOnlySpan<float> x, int n, Span<float> y, KernelPath path)
@@ -59,7 +67,7 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
         fixed (float* py = y)
         {
             var job = MatmulJob.ForCurrentThread();
-            var pool = WorkerPool.Shared;
+            var pool = _pool;
             // Decode: small row chunks balance the two-to-few cores; prefill: bigger chunks amortise the tile loop.
             int chunkRows = pool.ChunkSize(Rows, n == 1 ? 16 : 32, n == 1 ? 8 : 4);
             job.Set(this, act, py, n, chunkRows, path);
@@ -142,13 +150,4 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
             m.MultiplyRows(_act!, _y, _n, r0, Math.Min(m.Rows, r0 + _chunkRows), _path);
         }
     }
-}
-
-/// <summary>The default <see cref="WeightMatrix.QuantizedFactory"/> (installed by WeightMatrix's static constructor).</summary>
-internal static class QuantizedKernelsRegistration
-{
-    internal static unsafe IWeightMatrix Create(TensorType type, nint data, int rows, int cols)
-        => QuantizedMatrix.Supports(type)
-            ? new QuantizedMatrix(type, (byte*)data, rows, cols)
-            : new DequantizingMatrix(type, (byte*)data, rows, cols);
 }

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Runtime.InteropServices;
 using Scout.Tensors;
 
@@ -44,10 +45,10 @@ public static class Quantizer
     }
 
     /// <summary>
-    /// Encodes a [rows, cols] row-major float matrix row by row in parallel on the shared pool. Each row is
-    /// encoded independently, so the result equals encoding the whole span at once.
+    /// Encodes a [rows, cols] row-major float matrix row by row, in parallel on <paramref name="pool"/> when one is
+    /// given. Each row is encoded independently, so the result equals encoding the whole span at once.
     /// </summary>
-    public static unsafe void QuantizeRows(TensorType type, ReadOnlySpan<float> src, int rows, int cols, Span<byte> dst)
+    public static unsafe void QuantizeRows(TensorType type, ReadOnlySpan<float> src, int rows, int cols, Span<byte> dst, WorkerPool? pool = null)
     {
         if ((long)rows * cols != src.Length)
             throw new ArgumentException($"{src.Length} values is not a [{rows}, {cols}] matrix");
@@ -60,7 +61,13 @@ public static class Quantizer
             float* s = ps;
             byte* d = pd;
             int grain = Math.Max(1, 16384 / Math.Max(1, cols));
-            WorkerPool.Shared.ForRange(rows, grain, (r0, r1) =>
+            if (pool is null)
+            {
+                for (int r = 0; r < rows; r++)
+                    Quantize(type, new ReadOnlySpan<float>(s + (long)r * cols, cols), new Span<byte>(d + r * rowBytes, (int)rowBytes));
+                return;
+            }
+            pool.ForRange(rows, grain, (r0, r1) =>
             {
                 for (int r = r0; r < r1; r++)
                     Quantize(type, new ReadOnlySpan<float>(s + (long)r * cols, cols), new Span<byte>(d + r * rowBytes, (int)rowBytes));
@@ -81,30 +88,21 @@ public static class FloatConversions
     }
 }
 
-/// <summary>Puts the block decoders of this namespace into <see cref="Dequantize.BlockDecoders"/> (idempotent).</summary>
+/// <summary>The block decoders of this namespace, as one immutable table (read by <see cref="Dequantize"/>).</summary>
 public static class QuantRegistry
 {
-    private static readonly object Gate = new();
-    private static bool _done;
-
-    public static void EnsureRegistered()
-    {
-        if (_done) return;
-        lock (Gate)
+    public static FrozenDictionary<TensorType, Action<ReadOnlySpan<byte>, Span<float>>> Decoders()
+        => new Dictionary<TensorType, Action<ReadOnlySpan<byte>, Span<float>>>
         {
-            if (_done) return;
-            var map = Dequantize.BlockDecoders;
-            map.TryAdd(TensorType.Q4_0, Block32Codecs.DequantizeQ4_0);
-            map.TryAdd(TensorType.Q4_1, Block32Codecs.DequantizeQ4_1);
-            map.TryAdd(TensorType.Q5_0, Block32Codecs.DequantizeQ5_0);
-            map.TryAdd(TensorType.Q5_1, Block32Codecs.DequantizeQ5_1);
-            map.TryAdd(TensorType.Q8_0, Block32Codecs.DequantizeQ8_0);
-            map.TryAdd(TensorType.Q2_K, KQuantCodecs.DequantizeQ2_K);
-            map.TryAdd(TensorType.Q3_K, KQuantCodecs.DequantizeQ3_K);
-            map.TryAdd(TensorType.Q4_K, KQuantCodecs.DequantizeQ4_K);
-            map.TryAdd(TensorType.Q5_K, KQuantCodecs.DequantizeQ5_K);
-            map.TryAdd(TensorType.Q6_K, KQuantCodecs.DequantizeQ6_K);
-            _done = true;
-        }
-    }
+            [TensorType.Q4_0] = Block32Codecs.DequantizeQ4_0,
+            [TensorType.Q4_1] = Block32Codecs.DequantizeQ4_1,
+            [TensorType.Q5_0] = Block32Codecs.DequantizeQ5_0,
+            [TensorType.Q5_1] = Block32Codecs.DequantizeQ5_1,
+            [TensorType.Q8_0] = Block32Codecs.DequantizeQ8_0,
+            [TensorType.Q2_K] = KQuantCodecs.DequantizeQ2_K,
+            [TensorType.Q3_K] = KQuantCodecs.DequantizeQ3_K,
+            [TensorType.Q4_K] = KQuantCodecs.DequantizeQ4_K,
+            [TensorType.Q5_K] = KQuantCodecs.DequantizeQ5_K,
+            [TensorType.Q6_K] = KQuantCodecs.DequantizeQ6_K,
+        }.ToFrozenDictionary();
 }
