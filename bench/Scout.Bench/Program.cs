@@ -210,20 +210,33 @@ internal static unsafe class KernelSweep
                 var (_, prefillCpu) = Measure(m, x, y, 64, path, pool.Threads, 1);
                 Console.WriteLine($"| {type} | {path} | {bytes / wall / 1e9:F2} | {bytes / cpu / 1e9:F2} | {hot.ByteSize / hotCpu / 1e9:F2} | {bytes / prefillCpu / 1e9:F2} |");
             }
+            foreach (var path in RepackedMatrix.AvailablePaths())
+            {
+                if (path == RepackPath.Scalar) continue;
+                var rm = new RepackedMatrix(type, data, rows, cols, pool, path, releaseSource: false);
+                var hot = new RepackedMatrix(type, data, (int)((1 << 20) / type.RowBytes(cols)), cols, pool, path, releaseSource: false);
+                var (wall, cpu) = Measure((xx, nn, yy) => rm.Multiply(xx, nn, yy, path), x, y, 1, pool.Threads);
+                var (_, hotCpu) = Measure((xx, nn, yy) => hot.Multiply(xx, nn, yy, path), x, y, 1, pool.Threads);
+                var (_, prefillCpu) = Measure((xx, nn, yy) => rm.Multiply(xx, nn, yy, path), x, y, 64, pool.Threads, 1);
+                Console.WriteLine($"| {type} | repacked {path} | {bytes / wall / 1e9:F2} | {bytes / cpu / 1e9:F2} | {hot.ByteSize / hotCpu / 1e9:F2} | {bytes / prefillCpu / 1e9:F2} |");
+            }
             NativeMemory.AlignedFree(data);
         }
     }
 
     /// <summary>Seconds per call: wall clock and process CPU time (divided by the threads that ran).</summary>
     private static (double Wall, double Cpu) Measure(QuantizedMatrix m, float[] x, float[] y, int n, KernelPath path, int threads, int minCalls = 3)
+        => Measure((xx, nn, yy) => m.Multiply(xx, nn, yy, path), x, y, n, threads, minCalls);
+
+    private static (double Wall, double Cpu) Measure(Action<float[], int, float[]> product, float[] x, float[] y, int n, int threads, int minCalls = 3)
     {
-        m.Multiply(x, n, y, path);
+        product(x, n, y);
         var proc = Process.GetCurrentProcess();
         proc.Refresh();
         var cpu0 = proc.TotalProcessorTime;
         int calls = 0;
         var sw = Stopwatch.StartNew();
-        while (sw.ElapsedMilliseconds < 1000 || calls < minCalls) { m.Multiply(x, n, y, path); calls++; }
+        while (sw.ElapsedMilliseconds < 1000 || calls < minCalls) { product(x, n, y); calls++; }
         double wall = sw.Elapsed.TotalSeconds / calls;
         proc.Refresh();
         double cpu = (proc.TotalProcessorTime - cpu0).TotalSeconds / calls / threads;

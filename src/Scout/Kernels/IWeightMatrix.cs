@@ -23,12 +23,16 @@ public static unsafe class WeightMatrix
 {
     /// <summary>
     /// A row-major matrix: row r (one output feature) is <paramref name="cols"/> consecutive weights. Float types
-    /// get <see cref="FloatMatrix"/>, block types with an integer kernel <see cref="Quant.QuantizedMatrix"/>, the
+    /// get <see cref="FloatMatrix"/>, block types with an integer kernel <see cref="Quant.RepackedMatrix"/> (AVX2/AVX-VNNI) or <see cref="Quant.QuantizedMatrix"/>, the
     /// rest <see cref="DequantizingMatrix"/>; products run on <paramref name="pool"/>.
     /// </summary>
     public static IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols, WorkerPool pool)
     {
         if (type.IsFloat()) return new FloatMatrix(type, data, rows, cols, pool);
+        // The repacked 8-row groups replace the row-major kernels on the default AVX2 path (AVX-VNNI where present);
+        // forcing another path (SCOUT_KERNELS=Avx512|Vector128|Scalar) keeps the row-major kernels of that path.
+        if (Quant.RepackedMatrix.Supports(type) && Quant.DotKernels.Best == Quant.KernelPath.Avx2 && Quant.RepackedMatrix.BestPath is { } repack)
+            return new Quant.RepackedMatrix(type, data, rows, cols, pool, repack, releaseSource: true);
         return Quant.QuantizedMatrix.Supports(type)
             ? new Quant.QuantizedMatrix(type, data, rows, cols, pool)
             : new DequantizingMatrix(type, data, rows, cols, pool);

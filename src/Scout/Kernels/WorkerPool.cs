@@ -8,6 +8,16 @@ public interface IParallelJob
     void Execute(int index);
 }
 
+/// <summary>How a pool hands the indices of a job to its threads.</summary>
+public enum PoolSchedule
+{
+    /// <summary>Every thread claims the next unclaimed index (a shared ticket): a descheduled thread delays nothing.</summary>
+    Dynamic,
+    /// <summary>Thread p of P runs the contiguous indices [p·count/P, (p+1)·count/P): the same rows on every call
+    /// (cache and NUMA locality), but a late thread makes everyone wait.</summary>
+    Static,
+}
+
 /// <summary>
 /// A small fork/join pool for compute kernels: N-1 dedicated workers plus the calling thread claim task indices
 /// from a shared ticket. Workers spin (for <see cref="SpinMicroseconds"/>) between jobs before they block, so the
@@ -39,16 +49,26 @@ public sealed class WorkerPool : IDisposable
     private readonly ActionJob _actionJob = new();
     private readonly RangeJob _rangeJob = new();
 
-    public int Threads { get; }
+    /// <summary>Dynamic unless SCOUT_POOL_SCHEDULE=static (for measuring the two against each other; BENCHMARKS.md).</summary>
+    public static PoolSchedule DefaultSchedule { get; } =
+        Enum.TryParse<PoolSchedule>(Environment.GetEnvironmentVariable("SCOUT_POOL_SCHEDULE"), true, out var s) ? s : PoolSchedule.Dynamic;
 
-    public WorkerPool(int threads)
+    public int Threads { get; }
+    public PoolSchedule Schedule { get; }
+
+    /// <summary>A pool of <paramref name="threads"/> threads (the caller counts as one) on <see cref="DefaultSchedule"/>.</summary>
+    public WorkerPool(int threads) : this(threads, DefaultSchedule) { }
+
+    public WorkerPool(int threads, PoolSchedule schedule)
     {
         Threads = Math.Max(1, threads);
+        Schedule = schedule;
         _ticket = ClosedIndex;
         _workers = new Thread[Threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
-            _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"scout-worker-{i}" };
+            int participant = i + 1;
+            _workers[i] = new Thread(() => WorkerLoop(participant)) { IsBackground = true, Name = $"scout-worker-{i}" };
             _workers[i].Start();
         }
     }
@@ -83,7 +103,8 @@ public sealed class WorkerPool : IDisposable
         if (Volatile.Read(ref _sleepers) > 0)
             lock (_sleepLock) Monitor.PulseAll(_sleepLock);
 
-        Drain(generation, job, count);
+        if (Schedule == PoolSchedule.Static) RunShare(0, job, count);
+        else Drain(generation, job, count);
         // Busy-wait (~0.1 ms) for the workers' last chunks before yielding: a yield can hand the core to another
         // process for a whole time slice, far longer than the microseconds the peers normally need.
         long spins = 0;
@@ -160,7 +181,19 @@ public sealed class WorkerPool : IDisposable
         }
     }
 
-    private void WorkerLoop()
+    /// <summary>Static schedule: participant p's contiguous share of [0, count).</summary>
+    private void RunShare(int participant, IParallelJob job, int count)
+    {
+        int start = (int)((long)participant * count / Threads), end = (int)((long)(participant + 1) * count / Threads);
+        for (int i = start; i < end; i++)
+        {
+            try { job.Execute(i); }
+            catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
+            Interlocked.Decrement(ref _remaining);
+        }
+    }
+
+    private void WorkerLoop(int participant)
     {
         _insideJob = true;
         int seen = 0;
@@ -190,7 +223,9 @@ public sealed class WorkerPool : IDisposable
             if (_stopping) return;
             var job = Volatile.Read(ref _job);
             int count = Volatile.Read(ref _count);
-            if (job != null) Drain(generation, job, count);
+            if (job == null) continue;
+            if (Schedule == PoolSchedule.Static) RunShare(participant, job, count);
+            else Drain(generation, job, count);
         }
     }
 

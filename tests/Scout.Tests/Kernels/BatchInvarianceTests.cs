@@ -43,4 +43,39 @@ public unsafe class BatchInvarianceTests
             }
         }
     }
+
+    public static TheoryData<TensorType, string> RepackedCases()
+    {
+        var data = new TheoryData<TensorType, string>();
+        foreach (var type in new[] { TensorType.Q4_0, TensorType.Q8_0, TensorType.Q4_K, TensorType.Q6_K })
+            foreach (var path in RepackedMatrix.AvailablePaths())
+                data.Add(type, path.ToString());
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(RepackedCases))]
+    public void RepackedTokensAreComputedAsIfAlone(TensorType type, string pathName)
+    {
+        var path = Enum.Parse<RepackPath>(pathName);
+        int rows = 21, cols = type.BlockElements() == 32 ? 32 * 19 : 256 * 3;   // 21 rows: two groups and a 5-row tail
+        var data = QuantizedMatrixTests.RandomRows(type, rows, cols, seed: 61 + (int)type);
+        const int n = 9;   // two four-token passes and a single-token tail
+        var rng = new Random(23);
+        var x = Enumerable.Range(0, n * cols).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
+        var batched = new float[n * rows];
+        fixed (byte* w = data)
+        {
+            var m = new RepackedMatrix(type, w, rows, cols, TestPool.Instance, path, releaseSource: false);
+            m.Multiply(x, n, batched, path);
+            for (int t = 0; t < n; t++)
+            {
+                var alone = new float[rows];
+                m.Multiply(x.AsSpan(t * cols, cols), 1, alone, path);
+                for (int r = 0; r < rows; r++)
+                    Assert.True(BitConverter.SingleToInt32Bits(alone[r]) == BitConverter.SingleToInt32Bits(batched[t * rows + r]),
+                        $"repacked {type} {path} token {t} row {r}: alone {alone[r]:R} vs batched {batched[t * rows + r]:R}");
+            }
+        }
+    }
 }

@@ -22,6 +22,32 @@ public class WorkerPoolTests
         }
     }
 
+    private sealed class OwnerJob(int[] owner) : IParallelJob
+    {
+        public void Execute(int index) => owner[index] = Environment.CurrentManagedThreadId;
+    }
+
+    [Fact]
+    public void StaticScheduleRunsEveryIndexOnceInContiguousPerThreadShares()
+    {
+        using var pool = new WorkerPool(3, PoolSchedule.Static);
+        for (int round = 0; round < 200; round++)
+        {
+            int count = 1 + round % 41;
+            var hits = new int[count];
+            pool.Run(new CountingJob(hits), count);
+            Assert.All(hits, h => Assert.Equal(1, h));
+        }
+        // Shares are contiguous: thread ids change at most Threads − 1 times along the indices, and the caller runs the first.
+        var owner = new int[30];
+        pool.Run(new OwnerJob(owner), owner.Length);
+        Assert.Equal(Environment.CurrentManagedThreadId, owner[0]);
+        int changes = 0;
+        for (int i = 1; i < owner.Length; i++) if (owner[i] != owner[i - 1]) changes++;
+        Assert.InRange(changes, 0, pool.Threads - 1);
+        Assert.Equal(3, owner.Distinct().Count());
+    }
+
     [Fact]
     public void ForAndForRangeCoverTheRangeAfterWorkersWentToSleep()
     {

@@ -27,7 +27,8 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
     public long ByteSize => Rows * _rowBytes;
 
     /// <summary>Name of the instruction-set path the products use on this machine by default.</summary>
-    public static string KernelPathName => DotKernels.Best.ToString();
+    public static string KernelPathName => DotKernels.Best == KernelPath.Avx2 && RepackedMatrix.BestPath is { } repack
+        ? $"{DotKernels.Best} (repacked 8-row groups: {repack})" : DotKernels.Best.ToString();
 
     public static bool Supports(TensorType type) => type is TensorType.Q4_0 or TensorType.Q8_0 or TensorType.Q4_K or TensorType.Q6_K;
 

@@ -1,0 +1,207 @@
+using System.IO.MemoryMappedFiles;
+using Scout.Kernels;
+using Scout.Kernels.Quant;
+using Scout.Tensors;
+
+namespace Scout.Tests.Kernels;
+
+/// <summary>
+/// The 8-row interleaved (repacked) matrices: the layout's scalar reference against the row-major scalar kernels and
+/// an independent dequantize-then-dot in double; every SIMD path (AVX2 maddubs, AVX-VNNI) bit for bit against the
+/// layout's scalar reference; and the source pages handed back after repacking must leave results unchanged.
+/// </summary>
+public unsafe class RepackedMatrixTests
+{
+    public static TheoryData<TensorType, string> TypesAndPaths()
+    {
+        var data = new TheoryData<TensorType, string>();
+        foreach (var t in new[] { TensorType.Q4_0, TensorType.Q8_0, TensorType.Q4_K, TensorType.Q6_K })
+            foreach (var p in RepackedMatrix.AvailablePaths())
+                data.Add(t, p.ToString());
+        return data;
+    }
+
+    private static float[] Activations(int count, int seed)
+    {
+        var rng = new Random(seed);
+        var x = new float[count];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * (i % 7 == 0 ? 4f : 1f);
+        return x;
+    }
+
+    private static int Cols(TensorType type) => type.BlockElements() == 32 ? 32 * 9 : 256 * 3;
+
+    [Theory]
+    [MemberData(nameof(TypesAndPaths))]
+    public void SimdPathsEqualTheScalarReferenceBitForBit(TensorType type, string pathName)
+    {
+        var path = Enum.Parse<RepackPath>(pathName);
+        int rows = 29, cols = Cols(type);   // 29 rows: three full groups and a 5-row tail group
+        var data = QuantizedMatrixTests.RandomRows(type, rows, cols, seed: 41 + (int)type);
+        foreach (int n in new[] { 1, 6, RepackedMatrix.TokenTile + 5 })
+        {
+            var x = Activations(n * cols, 3 + n);
+            var expected = new float[n * rows];
+            var actual = new float[n * rows];
+            fixed (byte* w = data)
+            {
+                var m = new RepackedMatrix(type, w, rows, cols, TestPool.Instance, path, releaseSource: false);
+                m.Multiply(x, n, expected, RepackPath.Scalar);
+                m.Multiply(x, n, actual, path);
+            }
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                    $"{type} {path} n={n} t={i / rows} r={i % rows}: scalar {expected[i]:R} vs {actual[i]:R}");
+        }
+    }
+
+    [Theory]
+    [InlineData(TensorType.Q4_0)]
+    [InlineData(TensorType.Q8_0)]
+    [InlineData(TensorType.Q4_K)]
+    [InlineData(TensorType.Q6_K)]
+    public void ScalarReferenceMatchesRowMajorKernelsAndDoubleDequantization(TensorType type)
+    {
+        int rows = 13, cols = Cols(type), n = 3;
+        var data = QuantizedMatrixTests.RandomRows(type, rows, cols, seed: 7 + (int)type);
+        var deq = QuantizedMatrixTests.DecodeRows(type, data, rows, cols);
+        var x = Activations(n * cols, 99);
+        var repacked = new float[n * rows];
+        var rowMajor = new float[n * rows];
+        fixed (byte* w = data)
+        {
+            new RepackedMatrix(type, w, rows, cols, TestPool.Instance, RepackPath.Scalar, releaseSource: false).Multiply(x, n, repacked, RepackPath.Scalar);
+            new QuantizedMatrix(type, w, rows, cols, TestPool.Instance).Multiply(x, n, rowMajor, KernelPath.Scalar);
+        }
+        int block = type.BlockElements();
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                double exact = 0, bound = 0, magnitude = 0;
+                for (int b = 0; b < cols / block; b++)
+                {
+                    float amax = 0;
+                    for (int j = 0; j < block; j++) amax = Math.Max(amax, Math.Abs(x[t * cols + b * block + j]));
+                    for (int j = 0; j < block; j++)
+                    {
+                        int i = b * block + j;
+                        double wv = deq[r * cols + i];
+                        exact += wv * x[t * cols + i];
+                        magnitude += Math.Abs(wv * x[t * cols + i]);
+                        bound += amax / 127.0 / 2 * Math.Abs(wv);
+                    }
+                }
+                double got = repacked[t * rows + r];
+                Assert.True(Math.Abs(got - exact) <= bound * 1.001 + 1e-5 * magnitude + 1e-6, $"{type} t={t} r={r}: {got} vs {exact}");
+                // Same integer sums as the row-major kernels; only the float accumulation order differs.
+                Assert.True(Math.Abs(got - rowMajor[t * rows + r]) <= 1e-5 * magnitude + 1e-6, $"{type} t={t} r={r}: {got} vs row-major {rowMajor[t * rows + r]}");
+            }
+    }
+
+    [Fact]
+    public void ReleasingTheMappedSourcePagesKeepsResultsAndTheMappingValid()
+    {
+        var type = TensorType.Q4_0;
+        int rows = 4096, cols = 256;   // 576 KiB: many whole pages
+        var data = QuantizedMatrixTests.RandomRows(type, rows, cols, seed: 3);
+        string file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllBytes(file, data);
+            var x = Activations(cols, 5);
+            var expected = new float[rows];
+            var actual = new float[rows];
+            fixed (byte* w = data)
+                new RepackedMatrix(type, w, rows, cols, TestPool.Instance, RepackPath.Scalar, releaseSource: false).Multiply(x, 1, expected, RepackPath.Scalar);
+            using var mmf = MemoryMappedFile.CreateFromFile(file, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            using var view = mmf.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            try
+            {
+                var m = new RepackedMatrix(type, p, rows, cols, TestPool.Instance, RepackPath.Scalar, releaseSource: true);
+                Assert.False(m.IsPacked);
+                m.Multiply(x, 1, actual, RepackPath.Scalar);
+                Assert.True(m.IsPacked);
+                Assert.Equal(expected, actual);
+                // The released pages read back from the file.
+                Assert.True(new ReadOnlySpan<byte>(p, data.Length).SequenceEqual(data));
+            }
+            finally { view.SafeMemoryMappedViewHandle.ReleasePointer(); }
+        }
+        finally { File.Delete(file); }
+    }
+
+    [Fact]
+    public void ReleasingAnonymousPagesKeepsTheirContents()
+    {
+        var data = new byte[1 << 20];
+        new Random(1).NextBytes(data);
+        var copy = (byte[])data.Clone();
+        fixed (byte* p = data) RepackedMatrix.ReleasePages(p, data.Length);
+        Assert.Equal(copy, data);
+    }
+
+    [Fact]
+    public void BadShapesGiveClearErrors()
+    {
+        var data = new byte[4096];
+        fixed (byte* p = data)
+        {
+            byte* w = p;
+            var e = Assert.Throws<ArgumentException>(() => new RepackedMatrix(TensorType.Q4_K, w, 2, 100, TestPool.Instance, RepackPath.Scalar, false));
+            Assert.Contains("multiple of 256", e.Message);
+            var m = new RepackedMatrix(TensorType.Q8_0, w, 2, 64, TestPool.Instance, RepackPath.Scalar, false);
+            Assert.Contains("shape mismatch", Assert.Throws<ArgumentException>(() => m.Multiply(new float[63], 1, new float[2])).Message);
+            Assert.Throws<NotSupportedException>(() => new RepackedMatrix(TensorType.Q5_K, w, 1, 256, TestPool.Instance, RepackPath.Scalar, false));
+        }
+    }
+}
+
+/// <summary>The register-blocked float matrix: against a double reference, and each token as if alone.</summary>
+public unsafe class FloatMatrixTests
+{
+    [Theory]
+    [InlineData(TensorType.F32)]
+    [InlineData(TensorType.F16)]
+    [InlineData(TensorType.BF16)]
+    public void TiledProductMatchesDoubleAndIsBatchInvariant(TensorType type)
+    {
+        int rows = 23, cols = 75, n = 11;   // row and column tails, 4-token tiles and a token tail
+        var rng = new Random(5 + (int)type);
+        var wf = Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var bytes = new byte[rows * cols * (type == TensorType.F32 ? 4 : 2)];
+        for (int i = 0; i < wf.Length; i++)
+        {
+            switch (type)
+            {
+                case TensorType.F32: BitConverter.TryWriteBytes(bytes.AsSpan(4 * i), wf[i]); break;
+                case TensorType.F16: wf[i] = (float)(Half)wf[i]; BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), BitConverter.HalfToUInt16Bits((Half)wf[i])); break;
+                default:
+                    uint bits = BitConverter.SingleToUInt32Bits(wf[i]) & 0xFFFF0000u;
+                    wf[i] = BitConverter.UInt32BitsToSingle(bits);
+                    BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), (ushort)(bits >> 16));
+                    break;
+            }
+        }
+        var x = Enumerable.Range(0, n * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var y = new float[n * rows];
+        fixed (byte* p = bytes)
+        {
+            var m = new FloatMatrix(type, p, rows, cols, TestPool.Instance);
+            m.Multiply(x, n, y);
+            for (int t = 0; t < n; t++)
+            {
+                var alone = new float[rows];
+                m.Multiply(x.AsSpan(t * cols, cols), 1, alone);
+                for (int r = 0; r < rows; r++)
+                {
+                    double exact = 0, mag = 0;
+                    for (int c = 0; c < cols; c++) { exact += (double)wf[r * cols + c] * x[t * cols + c]; mag += Math.Abs((double)wf[r * cols + c] * x[t * cols + c]); }
+                    Assert.True(Math.Abs(y[t * rows + r] - exact) <= 1e-5 * mag + 1e-6, $"{type} t={t} r={r}: {y[t * rows + r]} vs {exact}");
+                    Assert.True(BitConverter.SingleToInt32Bits(alone[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]), $"{type} t={t} r={r}: alone {alone[r]:R} vs batched {y[t * rows + r]:R}");
+                }
+            }
+        }
+    }
+}
