@@ -23,8 +23,9 @@ public sealed class GenerationFlags
 
     /// <summary>K/V cache element types (--cache-type-k/-v, --kv-type; f16 by default).</summary>
     public readonly KvCacheFlags Kv = new();
+    public readonly DeviceFlags Device = new();
 
-    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, .. Kv.All];
+    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, .. Kv.All, .. Device.Options];
     public IEnumerable<Option> SamplingFlags => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
 
     public SamplingOptions Sampling(ParseResult p) => new()
@@ -47,7 +48,7 @@ public sealed class GenerationFlags
         string path = p.GetValue(Model)!;
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var model = CliModelLoader.Load(ctx, path, null);
+        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), new LoadOptions { HostExpertLayers = Device.HostExpertLayers(p) });
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

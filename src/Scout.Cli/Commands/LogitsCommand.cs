@@ -19,7 +19,9 @@ public static class LogitsCommand
         var quantize = new Option<string?>("--quantize") { Description = "quantize float weights at load time (Q4_0, Q8_0, Q4_K, Q6_K, ...)" };
         var images = new Option<string[]>("--image") { Description = "image files filling the prompt's <|patch|> runs, in order", AllowMultipleArgumentsPerToken = false };
         var kv = new KvCacheFlags(Scout.Planning.KvType.F32);
+        var deviceFlags = new DeviceFlags();
         var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize, kv.KeyType, kv.ValueType, kv.Both };
+        foreach (var o in deviceFlags.Options) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
             var ids = ReadTokens(p.GetValue(tokens)!);
@@ -37,7 +39,9 @@ public static class LogitsCommand
             }
             else
             {
-                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config), options: ParseLoadOptions(p.GetValue(quantize)));
+                using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config),
+                    options: (ParseLoadOptions(p.GetValue(quantize)) ?? new LoadOptions()) with { HostExpertLayers = deviceFlags.HostExpertLayers(p) },
+                    backend: deviceFlags.Create(p), ownsBackend: true);
                 logits = Compute(m, ids, p.GetValue(decode), keyType, valueType);
                 vocab = m.Config.VocabSize;
             }

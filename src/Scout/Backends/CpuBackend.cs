@@ -29,6 +29,8 @@ public sealed class CpuBackend : IBackend
 
     public WorkerPool HostPool => Pool;
 
+    IBackend IBackend.Host => this;
+
     public int Threads => Pool.Threads;
 
     public unsafe IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols) => WeightMatrix.RowMajor(type, data, rows, cols, Pool);

@@ -15,6 +15,10 @@ public interface IBackend : IDisposable
     /// <summary>Short device name ("cpu").</summary>
     string Name { get; }
 
+    /// <summary>The CPU backend that runs this backend's host-side work (itself, for the CPU backend). Matrices created
+    /// through it stay in system RAM: <c>--cpu-moe</c> places routed experts there.</summary>
+    IBackend Host { get; }
+
     /// <summary>The CPU threads of this backend (its products on the CPU, host-side work such as the vision tower).</summary>
     WorkerPool HostPool { get; }
 

@@ -53,10 +53,12 @@ public sealed class Llama4Model : IDisposable
     }
 
     /// <summary>Loads a model from a folder, .safetensors or .gguf (see <see cref="Checkpoint.Open"/>).</summary>
-    /// <param name="backend">where the operations run; the caller keeps ownership (default: a CPU backend on every core, owned by the model)</param>
-    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null, LoadOptions? options = null, IBackend? backend = null)
+    /// <param name="backend">where the operations run (default: a CPU backend on every core, owned by the model)</param>
+    /// <param name="ownsBackend">dispose <paramref name="backend"/> with the model (also when loading fails)</param>
+    public static Llama4Model Load(string path, string? configPath = null, Action<int, int>? progress = null, LoadOptions? options = null, IBackend? backend = null,
+        bool ownsBackend = false)
     {
-        bool owns = backend is null;
+        bool owns = backend is null || ownsBackend;
         var device = backend ?? new CpuBackend();
         Checkpoint? ckpt = null;
         try

@@ -29,6 +29,13 @@ public sealed class LayerWeights
 public sealed record LoadOptions
 {
     public TensorType? Quantize { get; init; }
+
+    /// <summary>
+    /// Layers (from the first) whose routed experts are created on the backend's <see cref="IBackend.Host"/>, so they
+    /// stay in system RAM and run on the CPU while attention, the shared expert and the head run on the device
+    /// (llama.cpp's <c>--n-cpu-moe N</c>; <see cref="int.MaxValue"/> = <c>--cpu-moe</c>). No effect on a CPU backend.
+    /// </summary>
+    public int HostExpertLayers { get; init; }
 }
 
 /// <summary>All weights of a Llama 4 text model, as zero-copy views over the checkpoint's mapped files.</summary>
@@ -49,7 +56,9 @@ public sealed unsafe class Llama4Weights
         LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t, backend) : null;
         try
         {
-            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q) : LoadHuggingFace(ckpt, backend, q);
+            int hostExperts = options?.HostExpertLayers ?? 0;
+            if (hostExperts < 0) throw new ArgumentException($"layers with routed experts in RAM must not be negative, got {hostExperts}");
+            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q, hostExperts) : LoadHuggingFace(ckpt, backend, q);
             return q is null ? w : new Llama4Weights
             {
                 Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
@@ -160,7 +169,7 @@ public sealed unsafe class Llama4Weights
         };
     }
 
-    private static Llama4Weights LoadGguf(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq)
+    private static Llama4Weights LoadGguf(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq, int hostExpertLayers)
     {
         var c = ckpt.Config;
         var embedding = ckpt.Get("token_embd.weight");
@@ -185,12 +194,13 @@ public sealed unsafe class Llama4Weights
                 ExpectShape(up, e, f, d);
                 ExpectShape(down, e, d, f);
                 experts = new FeedForward[e];
+                var eb = i < hostExpertLayers ? backend.Host : backend;
                 long gBytes = gate.Type.ByteCount((long)f * d), uBytes = up.Type.ByteCount((long)f * d), dBytes = down.Type.ByteCount((long)d * f);
                 for (int x = 0; x < e; x++)
                     experts[x] = new FeedForward(
-                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? backend.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
-                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? backend.RowMajor(up.Type, up.Data + x * uBytes, f, d),
-                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? backend.RowMajor(down.Type, down.Data + x * dBytes, d, f));
+                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? eb.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
+                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? eb.RowMajor(up.Type, up.Data + x * uBytes, f, d),
+                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? eb.RowMajor(down.Type, down.Data + x * dBytes, d, f));
                 shared = new FeedForward(
                     Matrix(backend, ckpt.Get(p + "ffn_gate_shexp.weight"), f, d, lq),
                     Matrix(backend, ckpt.Get(p + "ffn_up_shexp.weight"), f, d, lq),
