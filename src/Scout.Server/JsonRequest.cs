@@ -78,6 +78,50 @@ public readonly struct JsonRequest(JsonElement element, string path = "")
         return new JsonRequest(e, Name(name));
     }
 
+    /// <summary>
+    /// Refuses a body whose strings are not valid Unicode (invalid UTF-8 bytes, a lone surrogate escape such as
+    /// \ud800) with a 400 naming the field, before anything reads them.
+    /// </summary>
+    public static void CheckText(JsonElement e, string path = "")
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    string name;
+                    try { name = p.Name; }
+                    catch (InvalidOperationException) { throw ApiException.BadRequest($"a key in '{(path.Length == 0 ? "the request body" : path)}' is not valid UTF-8/Unicode text", path.Length == 0 ? null : path, "invalid_text"); }
+                    if (!IsWellFormed(name))
+                        throw ApiException.BadRequest($"a key in '{(path.Length == 0 ? "the request body" : path)}' holds a lone surrogate (not valid Unicode text)", path.Length == 0 ? null : path, "invalid_text");
+                    CheckText(p.Value, path.Length == 0 ? name : $"{path}.{name}");
+                }
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in e.EnumerateArray()) CheckText(item, $"{path}[{i++}]");
+                break;
+            case JsonValueKind.String:
+                string? s;
+                try { s = e.GetString(); }
+                catch (InvalidOperationException) { throw ApiException.BadRequest($"'{path}' is not valid UTF-8/Unicode text", path, "invalid_text"); }
+                if (s is not null && !IsWellFormed(s))
+                    throw ApiException.BadRequest($"'{path}' holds a lone surrogate escape (e.g. \\ud800), which is not valid Unicode text", path, "invalid_text");
+                break;
+        }
+    }
+
+    private static bool IsWellFormed(string s)
+    {
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) { i++; continue; }
+            if (char.IsSurrogate(c)) return false;
+        }
+        return true;
+    }
+
     public ApiException WrongType(string field, string expected, JsonElement got)
         => ApiException.BadRequest($"'{Name(field)}' must be {expected}, got {Kind(got)}", Name(field));
 

@@ -92,6 +92,9 @@ public static class OpenAiRequests
         return (prompts, call with { Options = call.Options with { MaxTokens = maxTokens, Logprobs = logprobs is not null, TopLogprobs = logprobs ?? 0 } }, echo, logprobs);
     }
 
+    /// <summary>Most entries of logit_bias (OpenAI allows 300).</summary>
+    public const int MaxLogitBias = 1024;
+
     private static CompletionCall Common(JsonRequest r, ScoutEngine engine, RequestLimits limits)
     {
         string model = r.String("model") ?? engine.ModelId;
@@ -99,13 +102,18 @@ public static class OpenAiRequests
         bool stream = r.Bool("stream") ?? false;
         bool includeUsage = r.Object("stream_options")?.Bool("include_usage") ?? false;
         var bias = new Dictionary<int, float>();
+        int entries = 0;
         if (r.Object("logit_bias") is { } lb)
             foreach (var p in lb.Element.EnumerateObject())
             {
+                if (++entries > MaxLogitBias)
+                    throw ApiException.BadRequest($"'logit_bias' may hold at most {MaxLogitBias} tokens", "logit_bias");
                 if (!int.TryParse(p.Name, out int id) || id < 0 || id >= engine.Model.Config.VocabSize)
                     throw ApiException.BadRequest($"'logit_bias' key \"{p.Name}\" is not a token id of this model", "logit_bias");
                 if (p.Value.ValueKind != JsonValueKind.Number) throw ApiException.BadRequest($"'logit_bias.{p.Name}' must be a number", "logit_bias");
-                bias[id] = (float)p.Value.GetDouble();
+                double value = p.Value.GetDouble();
+                if (!(value >= -100 && value <= 100)) throw ApiException.BadRequest($"'logit_bias.{p.Name}' must be between -100 and 100, got {value}", "logit_bias");
+                bias[id] = (float)value;
             }
         var sampling = new SamplingOptions
         {
@@ -209,8 +217,10 @@ public static class OpenAiRequests
             var fn = tool.Object("function") ?? throw ApiException.BadRequest("'function' is required in a tool", "tools");
             string name = fn.String("name", required: true)!;
             string parameters = fn.Get("parameters") is { } p ? p.GetRawText() : """{"type":"object","properties":{}}""";
+            if (parameters.Length > JsonSchemaSubset.MaxSchemaBytes)
+                throw ApiException.BadRequest($"tool \"{name}\": the parameters schema exceeds {JsonSchemaSubset.MaxSchemaBytes} bytes", $"tools[{i - 1}].function.parameters");
             try { JsonSchemaSubset.Parse(parameters); }
-            catch (ArgumentException e) { throw ApiException.BadRequest($"tool \"{name}\": {e.Message}", "tools"); }
+            catch (ArgumentException e) { throw ApiException.BadRequest($"tool \"{name}\": {e.Message}", $"tools[{i - 1}].function.parameters"); }
             tools.Add(new ToolDefinition(name, fn.String("description"), parameters));
         }
         return tools;
@@ -246,8 +256,16 @@ public static class OpenAiRequests
             case "json_schema":
                 var js = rf.Object("json_schema") ?? throw ApiException.BadRequest("'response_format.json_schema' is required", "response_format");
                 var schema = js.Get("schema") ?? throw ApiException.BadRequest("'response_format.json_schema.schema' is required", "response_format");
+                if (schema.ValueKind != JsonValueKind.Object)
+                    throw ApiException.BadRequest($"'response_format.json_schema.schema' must be an object, got {JsonRequest.Kind(schema)}", "response_format.json_schema.schema");
+                if (schema.GetRawText().Length > JsonSchemaSubset.MaxSchemaBytes)
+                    throw ApiException.BadRequest($"response_format schema: the schema exceeds {JsonSchemaSubset.MaxSchemaBytes} bytes", "response_format.json_schema.schema", "schema_too_complex");
                 try { return JsonSchemaSubset.Parse(schema); }
-                catch (ArgumentException e) { throw ApiException.BadRequest($"response_format schema: {e.Message}", "response_format"); }
+                catch (ArgumentException e)
+                {
+                    throw ApiException.BadRequest($"response_format schema: {e.Message}", "response_format.json_schema.schema",
+                        e is JsonSchemaException { Keyword: { } k } ? $"unsupported_schema_{k.TrimStart('$')}" : "invalid_schema");
+                }
             case var t: throw ApiException.BadRequest($"unknown response_format type \"{t}\"", "response_format");
         }
     }

@@ -143,7 +143,7 @@ public sealed class ScoutServer : IAsyncDisposable
 
     private void Map(WebApplication app)
     {
-        app.MapGet("/health", () => Results.Json(new { status = "ok", model = _engine.ModelId }));
+        app.MapMethods("/health", ["GET", "HEAD"], () => Results.Json(new { status = "ok", model = _engine.ModelId }));
         app.MapGet("/metrics", () => Results.Text(_metrics.Prometheus(_engine), "text/plain; version=0.0.4"));
         app.MapGet("/v1/models", () => Results.Json(new
         {
@@ -201,6 +201,7 @@ public sealed class ScoutServer : IAsyncDisposable
         }
         ctx.Response.RegisterForDispose(doc);
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object");
+        JsonRequest.CheckText(doc.RootElement);
         return new JsonRequest(doc.RootElement);
     }
 

@@ -18,5 +18,7 @@ public static class CommandRegistry
         yield return BenchCommand.Create(ctx);
         yield return QuantizeCommand.Create(ctx);
         yield return SynthCommand.Create(ctx);
+        yield return PerplexityCommand.Create(ctx);
+        yield return EvalCommand.Create(ctx);
     }
 }

@@ -19,13 +19,14 @@ public sealed class GenerationFlags
     public readonly Option<float> FrequencyPenalty = new("--frequency-penalty") { Description = "OpenAI frequency penalty", DefaultValueFactory = _ => 0f };
     public readonly Option<long?> Seed = new("--seed") { Description = "random seed (same seed + prompt = same output)" };
     public readonly Option<int> MaxTokens = new("--max-tokens", "-n") { Description = "most tokens to generate", DefaultValueFactory = _ => 512 };
+    public readonly Option<bool> CheckTensors = new("--check-tensors") { Description = "read every weight once at load and refuse NaN/infinite values or block scales" };
     public readonly Option<string[]> Stop = new("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
 
     /// <summary>K/V cache element types (--cache-type-k/-v, --kv-type; f16 by default).</summary>
     public readonly KvCacheFlags Kv = new();
     public readonly DeviceFlags Device = new();
 
-    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, .. Kv.All, .. Device.Options];
+    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, CheckTensors, .. Kv.All, .. Device.Options];
     public IEnumerable<Option> SamplingFlags => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
 
     public SamplingOptions Sampling(ParseResult p) => new()
@@ -48,7 +49,7 @@ public sealed class GenerationFlags
         string path = p.GetValue(Model)!;
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), new LoadOptions { HostExpertLayers = Device.HostExpertLayers(p) });
+        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), new LoadOptions { HostExpertLayers = Device.HostExpertLayers(p), CheckTensors = p.GetValue(CheckTensors) });
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

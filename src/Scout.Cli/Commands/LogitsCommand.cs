@@ -17,10 +17,11 @@ public static class LogitsCommand
         var output = new Option<string>("--out", "-o") { Description = "output file (raw little-endian float32)", Required = true };
         var decode = new Option<bool>("--decode") { Description = "one token at a time through the KV cache instead of one batched forward" };
         var quantize = new Option<string?>("--quantize") { Description = "quantize float weights at load time (Q4_0, Q8_0, Q4_K, Q6_K, ...)" };
+        var check = new Option<bool>("--check-tensors") { Description = "read every weight once at load and refuse NaN/infinite values or block scales" };
         var images = new Option<string[]>("--image") { Description = "image files filling the prompt's <|patch|> runs, in order", AllowMultipleArgumentsPerToken = false };
         var kv = new KvCacheFlags(Scout.Planning.KvType.F32);
         var deviceFlags = new DeviceFlags();
-        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize, kv.KeyType, kv.ValueType, kv.Both };
+        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize, check, kv.KeyType, kv.ValueType, kv.Both };
         foreach (var o in deviceFlags.Options) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
@@ -40,11 +41,12 @@ public static class LogitsCommand
             else
             {
                 using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config),
-                    options: (ParseLoadOptions(p.GetValue(quantize)) ?? new LoadOptions()) with { HostExpertLayers = deviceFlags.HostExpertLayers(p) },
+                    options: (ParseLoadOptions(p.GetValue(quantize), p.GetValue(check)) ?? new LoadOptions()) with { HostExpertLayers = deviceFlags.HostExpertLayers(p) },
                     backend: deviceFlags.Create(p), ownsBackend: true);
                 logits = Compute(m, ids, p.GetValue(decode), keyType, valueType);
                 vocab = m.Config.VocabSize;
             }
+            CheckFinite(logits, vocab);
             using (var fs = File.Create(p.GetValue(output)!))
                 fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(logits.AsSpan()));
             ctx.Err.WriteLine($"wrote {ids.Length} x {vocab} logits to {p.GetValue(output)}");
@@ -54,18 +56,28 @@ public static class LogitsCommand
     }
 
     /// <summary>--quantize TYPE → load options (null when not given).</summary>
-    public static LoadOptions? ParseLoadOptions(string? quantize)
+    public static LoadOptions? ParseLoadOptions(string? quantize, bool checkTensors = false)
     {
-        if (quantize is null) return null;
+        if (quantize is null) return checkTensors ? new LoadOptions { CheckTensors = true } : null;
         if (!Enum.TryParse<TensorType>(quantize, ignoreCase: true, out var t) || t.IsFloat() || !Scout.Kernels.Quant.Quantizer.CanEncode(t))
             throw new CliException($"--quantize: unknown or unsupported block type '{quantize}' (expected Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K)");
-        return new LoadOptions { Quantize = t };
+        return new LoadOptions { Quantize = t, CheckTensors = checkTensors };
+    }
+
+    /// <summary>Refuses logits holding NaN/infinity, naming the first position (exit 1, nothing written).</summary>
+    public static void CheckFinite(float[] logits, int vocab)
+    {
+        int bad = TensorScan.FirstNonFinite(logits);
+        if (bad >= 0)
+            throw new NonFiniteException($"the model produced a non-finite logit ({logits[bad]}) at position {bad / vocab} (token id {bad % vocab}): the weights or the model's metadata are corrupt (try --check-tensors)");
     }
 
     /// <summary>Logits of every position, K/V cached as f32 unless told.</summary>
     public static float[] Compute(Llama4Model m, int[] ids, bool decode, Scout.Planning.KvType? keyType = null, Scout.Planning.KvType? valueType = null)
     {
         int vocab = m.Config.VocabSize;
+        if (ids.Length > m.Config.MaxPositionEmbeddings)
+            throw new CliException($"{ids.Length} tokens exceed the model's context length (max_position_embeddings / context_length {m.Config.MaxPositionEmbeddings})");
         var logits = new float[ids.Length * vocab];
         using var cache = m.CreateCache(Math.Max(ids.Length, 1), keyType, valueType);
         if (decode)
@@ -133,10 +145,12 @@ public static class LogitsCommand
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
             var root = doc.RootElement;
             var arr = root.ValueKind == JsonValueKind.Array ? root
-                : root.TryGetProperty("input_ids", out var a) ? a
-                : throw new CliException($"{path}: expected {{\"input_ids\": [...]}}");
-            if (arr.ValueKind != JsonValueKind.Array) throw new CliException($"{path}: input_ids must be an array of integers");
-            var ids = arr.EnumerateArray().Select(e => e.TryGetInt32(out int v) ? v : throw new CliException($"{path}: token id {e} is not an integer")).ToArray();
+                : root.ValueKind == JsonValueKind.Object && root.TryGetProperty("input_ids", out var a) ? a
+                : throw new CliException($"{path}: expected {{\"input_ids\": [...]}} (or an array of ids), got {root.ValueKind}");
+            if (arr.ValueKind != JsonValueKind.Array) throw new CliException($"{path}: input_ids must be an array of integers, got {arr.ValueKind}");
+            int index = 0;
+            var ids = arr.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int v) && v >= 0 ? (index++ >= 0 ? v : v)
+                : throw new CliException($"{path}: input_ids[{index}] = {(e.ValueKind == JsonValueKind.String ? $"\"{e.GetRawText().Trim('"')}\"" : e.GetRawText())} is not a token id (a non-negative integer)")).ToArray();
             if (ids.Length == 0) throw new CliException($"{path}: input_ids is empty");
             return ids;
         }

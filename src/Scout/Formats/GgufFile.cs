@@ -52,17 +52,32 @@ public sealed unsafe class GgufFile : IDisposable
 
     public string? GetString(string key) => _metadata.TryGetValue(key, out var v) ? v as string : null;
 
-    /// <summary>Integer metadata of any integer type (or a bool), or null.</summary>
+    /// <summary>Integer metadata of any integer type (or a bool), or null when absent; another type, or a u64 past
+    /// the range of a long, is a <see cref="ModelLoadException"/> naming the file and the key.</summary>
     public long? GetInt(string key) => _metadata.TryGetValue(key, out var v) ? v switch
     {
         byte b => b, sbyte sb => sb, ushort us => us, short s => s, uint u => u, int i => i,
-        ulong ul => checked((long)ul), long l => l, bool bo => bo ? 1 : 0, _ => null,
+        ulong ul => ul <= long.MaxValue ? (long)ul : throw Bad(key, $"is {ul}, past the range of a signed 64-bit integer"),
+        long l => l, bool bo => bo ? 1 : 0,
+        _ => throw Bad(key, $"must be an integer, got a {_metadataTypes[key]} value"),
     } : null;
 
+    /// <summary>Integer metadata that must lie in [<paramref name="min"/>, <paramref name="max"/>], or null when absent.</summary>
+    public int? GetInt32(string key, int min, int max)
+    {
+        if (GetInt(key) is not long v) return null;
+        if (v < min || v > max) throw Bad(key, $"is {v}; it must be between {min} and {max}");
+        return (int)v;
+    }
+
+    /// <summary>Float metadata (any float or integer type), or null when absent.</summary>
     public double? GetFloat(string key) => _metadata.TryGetValue(key, out var v) ? v switch
     {
-        float f => f, double d => d, _ => GetInt(key),
+        float f => f, double d => d, string => throw Bad(key, "must be a number, got a string"), Array => throw Bad(key, "must be a number, got an array"),
+        _ => GetInt(key),
     } : null;
+
+    private ModelLoadException Bad(string key, string what) => new($"{System.IO.Path.GetFileName(Path)}: metadata '{key}' {what}");
 
     public T[]? GetArray<T>(string key) => _metadata.TryGetValue(key, out var v) ? v as T[] : null;
 
@@ -156,7 +171,10 @@ public sealed unsafe class GgufFile : IDisposable
             if (ne[0] % type.BlockElements() != 0)
                 throw new ModelLoadException($"{name}: tensor '{tname}' row length ne[0] = {ne[0]} is not a multiple of the {type} block size {type.BlockElements()}");
             ulong offset = c.U64($"offset of '{tname}'");
-            _infos.Add(new GgufTensorInfo(tname, ne, type, (long)Math.Min(offset, long.MaxValue), type.ByteCount(count)));
+            long byteLength = count > _file.Length * 8L ? -1 : type.ByteCount(count);
+            if (byteLength < 0 || byteLength > _file.Length)
+                throw new ModelLoadException($"{name}: tensor '{tname}' shape [{string.Join(", ", ne)}] needs more bytes than the {_file.Length}-byte file holds");
+            _infos.Add(new GgufTensorInfo(tname, ne, type, (long)Math.Min(offset, long.MaxValue), byteLength));
         }
 
         DataStart = AlignUp(c.Pos, Alignment);

@@ -18,6 +18,9 @@ public sealed class GgufWriter : IDisposable
     private readonly List<GgufTensorInfo> _tensors = new();
     private readonly HashSet<string> _tensorNames = new(StringComparer.Ordinal);
     private readonly string _path;
+    /// <summary>The data goes to this name in the same folder; <see cref="Finish"/> renames it over <see cref="_path"/>,
+    /// so an interrupted write never destroys the file it would replace.</summary>
+    private readonly string _tempPath;
     private FileStream? _stream;
     private int _nextTensor;
     private long _partial;
@@ -27,7 +30,16 @@ public sealed class GgufWriter : IDisposable
     public IReadOnlyList<GgufTensorInfo> Tensors => _tensors;
     public long DataStart { get; private set; }
 
-    public GgufWriter(string path) => _path = path;
+    public GgufWriter(string path)
+    {
+        _path = path;
+        string full = System.IO.Path.GetFullPath(path);
+        _tempPath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(full) ?? ".",
+            $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.partial");
+    }
+
+    /// <summary>Where the data is written until <see cref="Finish"/> renames it to the output path.</summary>
+    public string TemporaryPath => _tempPath;
 
     // ---------------- metadata ----------------
 
@@ -166,7 +178,7 @@ public sealed class GgufWriter : IDisposable
         w.Flush();
         DataStart = GgufFile.AlignUp(ms.Length, Alignment);
         ms.Write(new byte[DataStart - ms.Length]);
-        _stream = new FileStream(_path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+        _stream = new FileStream(_tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
         ms.Position = 0;
         ms.CopyTo(_stream);
     }
@@ -214,8 +226,9 @@ public sealed class GgufWriter : IDisposable
         WriteHeader();
         if (_nextTensor != _tensors.Count)
             throw new InvalidOperationException($"only {_nextTensor} of {_tensors.Count} tensors were written; next missing: '{_tensors[_nextTensor].Name}'");
-        _stream!.Flush();
+        _stream!.Flush(flushToDisk: true);
         _stream.Dispose();
+        File.Move(_tempPath, _path, overwrite: true);
         _finished = true;
     }
 
@@ -272,9 +285,9 @@ public sealed class GgufWriter : IDisposable
     {
         if (_stream != null && !_finished)
         {
-            // An unfinished file is not a valid GGUF: remove it rather than leave a truncated file behind.
+            // An unfinished file is not a valid GGUF: remove it; the file at the output path (if any) is untouched.
             _stream.Dispose();
-            try { File.Delete(_path); } catch (IOException) { }
+            try { File.Delete(_tempPath); } catch (IOException) { }
         }
         _stream = null;
     }

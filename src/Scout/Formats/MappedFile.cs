@@ -18,7 +18,7 @@ public sealed unsafe class MappedFile : IDisposable
         Path = path;
         if (!File.Exists(path))
             throw new ModelLoadException($"file not found: {path}");
-        Length = new FileInfo(path).Length;
+        Length = TargetLength(path);
         if (Length == 0)
         {
             Pointer = null;
@@ -32,6 +32,21 @@ public sealed unsafe class MappedFile : IDisposable
     }
 
     public static MappedFile Open(string path) => new(path);
+
+    /// <summary>
+    /// The size of the file a path names, following symbolic links (a Hugging Face cache keeps every weight file as
+    /// snapshots/REV/NAME → ../../blobs/HASH; the link's own size is the length of its target path).
+    /// </summary>
+    public static long TargetLength(string path)
+    {
+        var info = new FileInfo(path);
+        if (info.LinkTarget is null) return info.Length;
+        var target = info.ResolveLinkTarget(returnFinalTarget: true)
+            ?? throw new ModelLoadException($"{path}: symbolic link to {info.LinkTarget}, which does not exist");
+        if (!target.Exists)
+            throw new ModelLoadException($"{path}: symbolic link to {target.FullName}, which does not exist");
+        return ((FileInfo)target).Length;
+    }
 
     public ReadOnlySpan<byte> Span(long offset, int length)
     {

@@ -21,6 +21,13 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         _file = file;
         try { Parse(); }
+        catch (ModelLoadException) { file.Dispose(); throw; }
+        catch (Exception e) when (e is OverflowException or InvalidOperationException or ArgumentException or System.Text.DecoderFallbackException
+                                      or FormatException or InvalidDataException or NotSupportedException)
+        {
+            file.Dispose();
+            throw new ModelLoadException($"{System.IO.Path.GetFileName(file.Path)}: corrupt safetensors header: {e.Message}", e);
+        }
         catch { file.Dispose(); throw; }
     }
 
@@ -43,6 +50,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
             throw new ModelLoadException($"{name}: header is not a JSON object");
+        // Names and strings must be valid UTF-8 (System.Text.Json checks them only when read).
+        if (!System.Text.Unicode.Utf8.IsValid(_file.Span(8, (int)headerLen)))
+            throw new ModelLoadException($"{name}: the JSON header is not valid UTF-8 (a tensor name or value holds invalid bytes)");
 
         var ranges = new List<(long Start, long End, string Name)>();
         foreach (var prop in doc.RootElement.EnumerateObject())
@@ -68,12 +78,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
             long count = 1;
             foreach (var d in shapeEl.EnumerateArray())
             {
-                if (!d.TryGetInt64(out long dim) || dim < 0)
+                if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long dim) || dim < 0)
                     throw new ModelLoadException($"{name}: tensor '{prop.Name}' has an invalid shape entry {d}");
                 shape[i++] = dim;
-                count = checked(count * dim);
+                try { count = checked(count * dim); }
+                catch (OverflowException) { throw new ModelLoadException($"{name}: tensor '{prop.Name}' shape {FormatShape(shape)} has more elements than fit in 64 bits"); }
             }
-            if (!offEl[0].TryGetInt64(out long begin) || !offEl[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+            if (offEl[0].ValueKind != JsonValueKind.Number || offEl[1].ValueKind != JsonValueKind.Number
+                || !offEl[0].TryGetInt64(out long begin) || !offEl[1].TryGetInt64(out long end) || begin < 0 || end < begin)
                 throw new ModelLoadException($"{name}: tensor '{prop.Name}' has invalid data_offsets");
             long expected = type.ByteCount(count);
             if (end - begin != expected)

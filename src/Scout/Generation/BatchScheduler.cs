@@ -101,6 +101,12 @@ public sealed class BatchScheduler : IDisposable
     public IAsyncEnumerable<GenerationUpdate> Submit(GenerationRequest request, CancellationToken cancellation = default)
     {
         request.Validate(_model.Config.VocabSize, Options.MaxContext);
+        if (request.Constraint is { } make)
+        {
+            // Build the output grammar here, on the caller's thread, never on the thread that steps the batch.
+            var built = make();
+            request = request with { Constraint = () => built };
+        }
         var job = new Job(request, cancellation);
         lock (_lock)
         {
@@ -181,9 +187,9 @@ public sealed class BatchScheduler : IDisposable
                 segments.Add(jobs[i].Run!.TakeInputs(_model, takes[i], h.AsSpan(row * d, takes[i] * d)));
                 row += takes[i];
             }
-            catch (ArgumentException e)
+            catch (Exception e) when (e is ArgumentException or NonFiniteException)
             {
-                // A bad input fails its own sequence only.
+                // A bad input (or a corrupt embedding row) fails its own sequence only.
                 Fail(jobs[i], e);
                 jobs.RemoveAt(i);
                 takes.RemoveAt(i);
@@ -206,9 +212,9 @@ public sealed class BatchScheduler : IDisposable
             {
                 update = jobs[i].Run!.Step(logits.AsSpan(r++ * vocab, vocab));
             }
-            catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or NonFiniteException)
             {
-                Fail(jobs[i], e); // e.g. an output grammar with no way forward: this sequence only
+                Fail(jobs[i], e); // e.g. an output grammar with no way forward, or non-finite logits: this sequence only
                 continue;
             }
             Deliver(jobs[i], update);

@@ -17,6 +17,11 @@ public sealed class JsonConstraint : ITokenConstraint
     private const int MaxNumberLength = 24;
     /// <summary>Integers stop at 18 characters so every one fits a signed 64-bit value (clients bind "integer" to long).</summary>
     private const int MaxIntegerLength = 18;
+    /// <summary>Live parse states at most (an ambiguous schema beyond this fails the sequence instead of stalling the batch).</summary>
+    public const int MaxStates = 128;
+    /// <summary>Recognizer steps one <see cref="Mask"/> may take (the same bound, on the work of one token).</summary>
+    public const long MaxStepsPerToken = 20_000_000;
+    private long _work;
     private static readonly ConditionalWeakTable<ITokenizer, TokenTable> TokenTables = new();
 
     /// <summary>
@@ -95,6 +100,7 @@ public sealed class JsonConstraint : ITokenConstraint
 
     public void Mask(Span<float> logits)
     {
+        _work = 0;
         bool complete = IsComplete;
         int n = Math.Min(logits.Length, _tokenBytes.Length);
         // Inside free string content (the bulk of most outputs) a plain token is decided without simulating it.
@@ -147,9 +153,15 @@ public sealed class JsonConstraint : ITokenConstraint
 
     private List<Stack> Advance(List<Stack> states, byte b)
     {
+        _work += states.Count;
+        if (_work > MaxStepsPerToken)
+            throw new InvalidOperationException($"the output schema needs more than {MaxStepsPerToken:N0} recognizer steps for one token; it is too ambiguous to enforce");
         var next = new List<Stack>(states.Count);
         foreach (var s in states) next.AddRange(Step(s, b));
-        return next.Count > 1 ? next.Distinct().ToList() : next;
+        if (next.Count > 1) next = next.Distinct().ToList();
+        if (next.Count > MaxStates)
+            throw new InvalidOperationException($"the output schema is too ambiguous to enforce: more than {MaxStates} ways to read the output so far");
+        return next;
     }
 
     // ---- the recognizer: an immutable stack of frames; Step returns every stack the byte can lead to ----
@@ -164,7 +176,8 @@ public sealed class JsonConstraint : ITokenConstraint
     private enum ArrPhase { Open, AfterValue, Comma }
     private sealed record ArrayFrame(JsonSchemaSubset Schema, ArrPhase Phase, int Ws, int Count) : Frame;
     private sealed record StringFrame(bool IsKey, ImmutableList<string>? Candidates, int MinLength, int MaxLength, string Text, int Chars, int Escape, int Utf8Left) : Frame;
-    private sealed record NumberFrame(bool Integer, int State, int Length) : Frame;
+    /// <summary>A number being read; with <see cref="Bounds"/>, its text so far (exponents are then not offered).</summary>
+    private sealed record NumberFrame(bool Integer, int State, int Length, NumberBounds? Bounds = null, string? Text = null) : Frame;
     private sealed record LiteralFrame(byte[][] Candidates, int Pos) : Frame;
 
     private static bool IsWs(byte b) => b is (byte)' ' or (byte)'\n' or (byte)'\t' or (byte)'\r';
@@ -172,7 +185,7 @@ public sealed class JsonConstraint : ITokenConstraint
     private static bool CanEnd(Stack s) => s.Top switch
     {
         EndFrame => true,
-        NumberFrame n => NumberComplete(n.State) && s.Below!.Top is EndFrame,
+        NumberFrame n => NumberComplete(n.State) && InBounds(n) && s.Below!.Top is EndFrame,
         LiteralFrame l => l.Candidates.Any(c => c.Length == l.Pos) && s.Below!.Top is EndFrame,
         _ => false,
     };
@@ -221,7 +234,7 @@ public sealed class JsonConstraint : ITokenConstraint
                 yield return new Stack(new StringFrame(false, null, schema.MinLength, schema.MaxLength, "", 0, 0, 0), below);
                 break;
             case '-' or (>= '0' and <= '9') when k.HasFlag(JsonKinds.Integer) || k.HasFlag(JsonKinds.Number):
-                foreach (var r in StepNumber(new NumberFrame(!k.HasFlag(JsonKinds.Number), 0, 0), below, b)) yield return r;
+                foreach (var r in StepNumber(new NumberFrame(!k.HasFlag(JsonKinds.Number), 0, 0, schema.Bounds, schema.Bounds is null ? null : ""), below, b)) yield return r;
                 break;
             case 't' or 'f' when k.HasFlag(JsonKinds.Boolean):
                 foreach (var r in StepLiteral(new LiteralFrame([[.. "true"u8], [.. "false"u8]], 0), below, b)) yield return r;
@@ -365,9 +378,54 @@ public sealed class JsonConstraint : ITokenConstraint
             (6 or 7 or 8, >= '0' and <= '9') => 8,
             _ => -1,
         };
-        if (next >= 0 && n.Length < (n.Integer ? MaxIntegerLength : MaxNumberLength)) return [new Stack(n with { State = next, Length = n.Length + 1 }, below)];
+        int maxLength = n.Integer ? MaxIntegerLength : MaxNumberLength;
+        if (n.Bounds is not null && next is 6 or 7 or 8) next = -1; // bounded numbers are written without exponents
+        if (next >= 0 && n.Length < maxLength)
+        {
+            if (n.Bounds is null) return [new Stack(n with { State = next, Length = n.Length + 1 }, below)];
+            string text = n.Text + (char)b;
+            if (Feasible(n.Bounds, text, next, n.Integer, maxLength - text.Length))
+                return [new Stack(n with { State = next, Length = n.Length + 1, Text = text }, below)];
+            return [];
+        }
         // The number ends here: the byte belongs to whatever follows it.
-        return NumberComplete(n.State) ? Step(below, b) : [];
+        return NumberComplete(n.State) && InBounds(n) ? Step(below, b) : [];
+    }
+
+    private static bool InBounds(NumberFrame n)
+        => n.Bounds is null || (decimal.TryParse(n.Text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) && n.Bounds.Allows(v));
+
+    private const decimal Huge = 1e27m;
+
+    /// <summary>Whether some number starting with <paramref name="text"/> (at most <paramref name="left"/> more characters) meets the bounds.</summary>
+    private static bool Feasible(NumberBounds bounds, string text, int state, bool integer, int left)
+    {
+        bool neg = text[0] == '-';
+        string body = neg ? text[1..] : text;
+        bool Meets(decimal a, decimal b) => neg ? bounds.Meets(-b, -a) : bounds.Meets(a, b);
+        if (state == 1) return bounds.Meets(-Huge, 0);
+        if (state == 2) return Meets(0, integer || left == 0 ? 0 : 1);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (state is 3 or 4)
+        {
+            decimal v = decimal.Parse(body.TrimEnd('.'), inv);
+            if (state == 4) return Meets(v, v + 1);
+            if (Meets(v, integer || left < 2 ? v : v + 1)) return true;
+            decimal lo = v, hi = v + 1;
+            for (int k = 1; k <= left; k++)
+            {
+                if (lo >= Huge / 10) return Meets(lo, Huge);
+                lo *= 10; hi *= 10;
+                if (Meets(lo, integer ? hi - 1 : hi)) return true;
+            }
+            return false;
+        }
+        // state 5: digits after the point; more digits can add less than one unit of the last place.
+        decimal x = decimal.Parse(body, inv);
+        int fraction = body.Length - body.IndexOf('.') - 1;
+        decimal unit = 1m;
+        for (int i = 0; i < fraction && i < 27; i++) unit /= 10;
+        return Meets(x, left > 0 ? x + unit : x);
     }
 
     private IEnumerable<Stack> StepLiteral(LiteralFrame l, Stack below, byte b)

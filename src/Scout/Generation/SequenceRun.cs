@@ -109,6 +109,10 @@ internal sealed class SequenceRun
             _promptTime = _clock.Elapsed;
             _clock.Restart();
         }
+        int bad = TensorScan.FirstNonFinite(logits);
+        if (bad >= 0)
+            throw new NonFiniteException($"the model produced a non-finite logit ({logits[bad]} for token id {bad}) at position {CachedTokens.Count - 1} " +
+                $"(after {_generated} generated tokens): the weights or the model's metadata are corrupt (try --check-tensors)");
         var mask = _constraint is null ? null : new Action<Span<float>>(_constraint.Mask);
         var sampled = _sampler.Sample(logits, _request.Logprobs ? _request.TopLogprobs : 0, mask);
         _generated++;

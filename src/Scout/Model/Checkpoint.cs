@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Scout.Formats;
 using Scout.Tensors;
@@ -16,6 +17,7 @@ public sealed class Checkpoint : IDisposable
 {
     private readonly List<IDisposable> _files = new();
     private readonly Dictionary<string, WeightTensor> _tensors = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _claimed = new(StringComparer.Ordinal);
 
     public Llama4Config Config { get; private set; } = null!;
     public CheckpointFormat Format { get; private set; }
@@ -57,6 +59,7 @@ public sealed class Checkpoint : IDisposable
             string cfg = configPath ?? Path.Combine(path, "config.json");
             Config = Llama4Config.FromJsonFile(cfg);
             LoadSafetensorsFolder(path, progress);
+            CheckLayerCount(Path.GetFileName(cfg));
         }
         else if (File.Exists(path))
         {
@@ -70,6 +73,7 @@ public sealed class Checkpoint : IDisposable
                 Config = Llama4Config.FromJsonFile(configPath ?? Path.Combine(Folder, "config.json"));
                 Format = CheckpointFormat.HuggingFace;
                 AddSafetensors(path);
+                CheckLayerCount(Path.GetFileName(configPath ?? "config.json"));
                 progress?.Invoke(1, 1);
             }
             else if (Path.GetFileName(path) == "config.json")
@@ -110,16 +114,22 @@ public sealed class Checkpoint : IDisposable
             try
             {
                 using var doc = JsonDocument.Parse(File.ReadAllText(index));
-                if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                if (doc.RootElement.ValueKind != JsonValueKind.Object
+                    || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                     throw new ModelLoadException($"{index}: no weight_map object");
-                shards = map.EnumerateObject().Select(p => p.Value.GetString() ?? "").Distinct().ToList();
+                shards = map.EnumerateObject().Select(p => p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() ?? ""
+                    : throw new ModelLoadException($"{index}: weight_map.\"{p.Name}\" must be a shard file name, got {p.Value.ValueKind}")).Distinct().ToList();
                 foreach (var s in shards)
-                    if (s.Length == 0 || s.Contains('/') || s.Contains('\\'))
+                    if (s.Length == 0 || s.Contains('/') || s.Contains('\\') || s is "." or "..")
                         throw new ModelLoadException($"{index}: invalid shard name '{s}'");
             }
             catch (JsonException e)
             {
                 throw new ModelLoadException($"{index}: malformed JSON: {e.Message}");
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or DecoderFallbackException)
+            {
+                throw new ModelLoadException($"{index}: {e.Message}");
             }
         }
         else if (File.Exists(Path.Combine(folder, "model.safetensors")))
@@ -154,7 +164,38 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
-    public WeightTensor? Find(string name) => _tensors.GetValueOrDefault(name);
+    /// <summary>The tensor of that name, or null; a tensor found counts as claimed (see <see cref="CheckAllClaimed"/>).</summary>
+    public WeightTensor? Find(string name)
+    {
+        var t = _tensors.GetValueOrDefault(name);
+        if (t is not null) _claimed.Add(name);
+        return t;
+    }
+
+    /// <summary>Tensor name prefixes of parts loaded separately (the vision encoder and its projector).</summary>
+    public static readonly string[] SeparatelyLoaded = ["vision_model.", "multi_modal_projector.", "v.", "mm."];
+
+    /// <summary>
+    /// Refuses a checkpoint holding text-model tensors the loader did not take (e.g. a config saying fewer layers
+    /// than the file holds): every tensor must be claimed, or the load fails naming the extra ones.
+    /// </summary>
+    public void CheckAllClaimed()
+    {
+        var extra = _tensors.Keys.Where(n => !_claimed.Contains(n) && !SeparatelyLoaded.Any(p => n.StartsWith(p, StringComparison.Ordinal)))
+            .Order(StringComparer.Ordinal).ToList();
+        if (extra.Count == 0) return;
+        throw new ModelLoadException($"{string.Join(", ", Files.Select(Path.GetFileName))}: {extra.Count} tensor(s) are not used by this model's config " +
+            $"({Config.NumLayers} layers): {string.Join(", ", extra.Take(8))}{(extra.Count > 8 ? ", …" : "")}; the config and the weights disagree");
+    }
+
+    /// <summary>The config's layer count must match the layers the tensor names describe (checked before anything is sized by it).</summary>
+    private void CheckLayerCount(string configName)
+    {
+        string prefix = _tensors.Keys.Any(k => k.StartsWith("language_model.model.layers.", StringComparison.Ordinal)) ? "language_model.model.layers." : "model.layers.";
+        int present = Llama4Config.LayersPresent(_tensors.Keys, prefix);
+        if (present > 0 && present != Config.NumLayers)
+            throw new ModelLoadException($"{configName}: num_hidden_layers is {Config.NumLayers} but the weights hold tensors for {present} layers ({prefix}0 .. {prefix}{present - 1})");
+    }
 
     public WeightTensor Get(string name)
         => Find(name) ?? throw new ModelLoadException($"tensor '{name}' is missing from the checkpoint ({string.Join(", ", Files.Select(Path.GetFileName))})");

@@ -29,6 +29,8 @@ public sealed class LayerWeights
 public sealed record LoadOptions
 {
     public TensorType? Quantize { get; init; }
+    /// <summary>Read every tensor once before use and refuse NaN/infinite values or block scales (<see cref="TensorScan"/>).</summary>
+    public bool CheckTensors { get; init; }
 
     /// <summary>
     /// Layers (from the first) whose routed experts are created on the backend's <see cref="IBackend.Host"/>, so they
@@ -53,12 +55,15 @@ public sealed unsafe class Llama4Weights
     /// <summary>The weights of <paramref name="ckpt"/> as matrices of <paramref name="backend"/> (views over the mapped files on the CPU).</summary>
     public static Llama4Weights Load(Checkpoint ckpt, IBackend backend, LoadOptions? options = null)
     {
+        if (options?.CheckTensors == true && TensorScan.Scan(ckpt) is { Count: > 0 } problems)
+            throw new NonFiniteException($"--check-tensors: {problems.Count} tensor(s) hold NaN or infinity: " + string.Join("; ", problems.Take(8)) + (problems.Count > 8 ? "; …" : ""));
         LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t, backend) : null;
         try
         {
             int hostExperts = options?.HostExpertLayers ?? 0;
             if (hostExperts < 0) throw new ArgumentException($"layers with routed experts in RAM must not be negative, got {hostExperts}");
             var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q, hostExperts) : LoadHuggingFace(ckpt, backend, q);
+            ckpt.CheckAllClaimed();
             return q is null ? w : new Llama4Weights
             {
                 Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
@@ -86,7 +91,11 @@ public sealed unsafe class Llama4Weights
     private static float[] Vector(WeightTensor t, long n)
     {
         ExpectShape(t, n);
-        return t.ToFloatArray();
+        var v = t.ToFloatArray();
+        int bad = TensorScan.FirstNonFinite(v);
+        if (bad >= 0)
+            throw new ModelLoadException($"tensor '{t.Name}' in {t.Source} holds a non-finite value ({v[bad]}) at element {bad}");
+        return v;
     }
 
     private static LayerWeights LayerCommon(IBackend backend, Llama4Config c, Func<string, WeightTensor> get, string norm1, string q, string k, string v, string o, string norm2,
@@ -238,5 +247,8 @@ public sealed unsafe class Llama4Weights
             throw new ArgumentException($"token id {token} is outside the vocabulary (0..{vocab - 1})");
         long rowBytes = Embedding.Type.RowBytes(dst.Length);
         Dequantize.ToFloat(Embedding.Type, new ReadOnlySpan<byte>(Embedding.Data + token * rowBytes, (int)rowBytes), dst);
+        int bad = TensorScan.FirstNonFinite(dst);
+        if (bad >= 0)
+            throw new NonFiniteException($"the embedding of token {token} ('{Embedding.Name}' row {token}, element {bad}) is {dst[bad]}: the weights are corrupt");
     }
 }

@@ -44,6 +44,9 @@ public static unsafe class Llama4GgufExporter
     {
         using var ckpt = Checkpoint.Open(modelPath, configPath);
         var c = ckpt.Config;
+        // The same checks as loading for inference (every shape against the config, every tensor claimed): a file
+        // whose metadata disagrees with its tensors is refused here, not written.
+        using (var validation = new Scout.Backends.CpuBackend(threads: 1)) _ = Llama4Weights.Load(ckpt, validation);
         List<PlannedTensor> plan = ckpt.Format == CheckpointFormat.Gguf ? PlanFromGguf(ckpt) : PlanFromHuggingFace(ckpt);
         if (Path.GetFullPath(outPath) == Path.GetFullPath(ckpt.Files[0]))
             throw new ArgumentException($"output {outPath} is the input file");

@@ -104,8 +104,11 @@ public sealed partial class Llama4Tokenizer
         JsonDocument doc;
         try
         {
-            using var fs = File.OpenRead(path);
-            doc = JsonDocument.Parse(fs, new JsonDocumentOptions { MaxDepth = 256 });
+            var bytes = File.ReadAllBytes(path);
+            // System.Text.Json checks UTF-8 only when a string is read: refuse a file that is not text up front.
+            if (!System.Text.Unicode.Utf8.IsValid(bytes))
+                throw new ModelLoadException($"{name}: not valid UTF-8 text (a token or merge holds invalid bytes)");
+            doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e) { throw new ModelLoadException($"{name}: malformed JSON: {e.Message}", e); }
         using (doc)
@@ -124,7 +127,8 @@ public sealed partial class Llama4Tokenizer
             {
                 foreach (var a in addedTokens.EnumerateArray())
                 {
-                    if (!a.TryGetProperty("id", out var idEl) || !idEl.TryGetInt32(out int id) || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String)
+                    if (a.ValueKind != JsonValueKind.Object || !a.TryGetProperty("id", out var idEl) || idEl.ValueKind != JsonValueKind.Number || !idEl.TryGetInt32(out int id)
+                        || !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String)
                         throw new ModelLoadException($"{name}: an added_tokens entry lacks an integer id or a string content");
                     added[c.GetString()!] = id;
                 }
@@ -134,7 +138,7 @@ public sealed partial class Llama4Tokenizer
             var vocabIds = new Dictionary<string, int>(StringComparer.Ordinal);
             foreach (var entry in vocab.EnumerateObject())
             {
-                if (!entry.Value.TryGetInt32(out int id) || id < 0)
+                if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
                     throw new ModelLoadException($"{name}: vocab id of '{entry.Name}' is not a non-negative integer");
                 vocabIds[entry.Name] = id;
                 if (added.TryGetValue(entry.Name, out int addedId) && addedId == id) continue;

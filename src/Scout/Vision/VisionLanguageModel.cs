@@ -94,7 +94,9 @@ public sealed class VisionLanguageModel : IDisposable
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
             var root = doc.RootElement;
-            int? Int(string name) => root.TryGetProperty(name, out var e) && e.TryGetInt32(out int v) ? v : null;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new ModelLoadException($"{Path.GetFileName(configPath)}: expected a JSON object, got {root.ValueKind}");
+            int? Int(string name) => root.TryGetProperty(name, out var e) && e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int v) ? v : null;
             int? boi = Int("boi_token_index"), patch = Int("image_token_index");
             var ids = boi is { } b ? ImageTokenIds.ForFirstSpecialId(b - 80) : patch is { } p ? ImageTokenIds.ForFirstSpecialId(p - 92) : ImageTokenIds.Llama4;
             if (patch is { } pt && pt != ids.Patch) ids = ids with { Patch = pt };
