@@ -11,8 +11,8 @@ namespace Scout.Kernels.Quant;
 /// prefill, 4 tokens), the sums land in per-row lanes, and one FMA applies 8 rows' scales.
 ///
 /// Memory: the matrix is repacked lazily, on its first product, into native memory of the same size as the
-/// source (Q4_K +2.8 %); the source pages are then handed back to the kernel with madvise(MADV_PAGEOUT) (Linux;
-/// the contents stay valid, they are just no longer resident), so the process holds each weight once.
+/// source (Q4_K +2.8 %); the source pages are then unmapped with madvise(MADV_DONTNEED) (Linux, read-only file
+/// mappings only: they would be re-read from the file if touched again), so the process holds each weight once.
 /// </summary>
 public sealed unsafe partial class RepackedMatrix : IWeightMatrix
 {
@@ -171,22 +171,69 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
 
     // ------------------------------------------------------------------ page release
 
-    private const int MadvPageout = 21;
+    private const int MadvDontNeed = 4, MadvPageout = 21;
 
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(nint addr, nuint length, int advice);
 
-    /// <summary>Hands the whole pages of [p, p + bytes) back to the kernel (file-backed pages are dropped and re-read
-    /// if touched again; anonymous pages keep their contents). Best effort: errors are ignored.</summary>
+    /// <summary>
+    /// Hands the whole pages of [p, p + bytes) back to the kernel. Inside a read-only file mapping (the GGUF) the pages
+    /// are unmapped with MADV_DONTNEED (they are re-read from the file if touched again, so the mapping stays valid);
+    /// anywhere else MADV_PAGEOUT is only a hint that keeps the contents (DONTNEED would zero anonymous memory).
+    /// Best effort: errors are ignored.
+    /// </summary>
     internal static void ReleasePages(byte* p, long bytes)
     {
         if (!OperatingSystem.IsLinux() || bytes <= 0) return;
         long page = Environment.SystemPageSize;
         long start = ((long)p + page - 1) / page * page, end = ((long)p + bytes) / page * page;
         if (end <= start) return;
-        try { Madvise((nint)start, (nuint)(end - start), MadvPageout); }
+        try { Madvise((nint)start, (nuint)(end - start), FileMappings.IsReadOnlyFileMapping(start, end) ? MadvDontNeed : MadvPageout); }
         catch (DllNotFoundException) { }
         catch (EntryPointNotFoundException) { }
+    }
+
+    /// <summary>The read-only file-backed ranges of this process (/proc/self/maps), re-read when a lookup misses.</summary>
+    private static class FileMappings
+    {
+        private static readonly object Gate = new();
+        private static (long Start, long End)[] _ranges = [];
+
+        public static bool IsReadOnlyFileMapping(long start, long end)
+        {
+            lock (Gate)
+            {
+                if (Contains(_ranges, start, end)) return true;
+                _ranges = Read();
+                return Contains(_ranges, start, end);
+            }
+        }
+
+        private static bool Contains((long Start, long End)[] ranges, long start, long end)
+        {
+            foreach (var (s, e) in ranges)
+                if (start >= s && end <= e) return true;
+            return false;
+        }
+
+        private static (long, long)[] Read()
+        {
+            var list = new List<(long, long)>();
+            try
+            {
+                foreach (var line in File.ReadLines("/proc/self/maps"))
+                {
+                    // "start-end perms offset dev inode path": read-only (r--), with an inode and a path
+                    var f = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+                    if (f.Length < 6 || !f[1].StartsWith("r-") || f[1][2] == 'x' || f[4] == "0" || !f[5].StartsWith('/')) continue;
+                    int dash = f[0].IndexOf('-');
+                    list.Add((Convert.ToInt64(f[0][..dash], 16), Convert.ToInt64(f[0][(dash + 1)..], 16)));
+                }
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            return list.ToArray();
+        }
     }
 
     /// <summary>Per-calling-thread job object, so a product allocates no closure.</summary>
