@@ -22,18 +22,26 @@ public static class BenchCommand
         var reps = new Option<int>("--reps", "-r") { Description = "repetitions per test", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
         var noProbe = new Option<bool>("--no-bandwidth") { Description = "skip the memory-bandwidth probe" };
+        var depth = new Option<int>("--depth", "-d") { Description = "tokens already in the cache before pp and tg (prefilled untimed, as llama-bench -d)", DefaultValueFactory = _ => 0 };
+        var batch = new Option<int>("--batch", "-ub") { Description = "tokens per forward pass for the prompt and the depth prefill (llama-bench's micro-batch)", DefaultValueFactory = _ => 512 };
+        var randomDepth = new Option<bool>("--random-depth") { Description = "fill --depth with random K/V rows instead of prefilling through the model (for very long contexts; not comparable with llama-bench -d)" };
+        var kv = new KvCacheFlags();
         var cmd = new Command("bench", "Measure prompt processing and generation speed (tokens/s) against the memory-bandwidth bound")
-            { model, threads, prompt, gen, reps, json, noProbe, device.Device, device.CpuMoe, device.NCpuMoe };
+            { model, threads, prompt, gen, reps, json, noProbe, depth, batch, randomDepth, kv.KeyType, kv.ValueType, kv.Both, device.Device, device.CpuMoe, device.NCpuMoe };
         ctx.SetAction(cmd, p =>
         {
             int t = p.GetValue(threads), pp = p.GetValue(prompt), tg = p.GetValue(gen), r = p.GetValue(reps);
             if (t < 1) throw new CliException("--threads must be at least 1");
             if (pp < 0 || tg < 0) throw new CliException("--prompt and --gen must not be negative");
             if (r < 1) throw new CliException("--reps must be at least 1");
+            if (p.GetValue(depth) < 0) throw new CliException("--depth must not be negative");
+            if (p.GetValue(batch) < 1) throw new CliException("--batch must be at least 1");
+            var (kt, vt) = kv.Types(p);
+            var bench = new BenchCache(kt, vt, p.GetValue(depth), p.GetValue(batch), p.GetValue(randomDepth));
             string path = p.GetValue(model)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"model not found: {path}");
             using var m = Llama4Model.Load(path, options: new LoadOptions { HostExpertLayers = device.HostExpertLayers(p) }, backend: device.Create(p, t), ownsBackend: true);
-            var report = Run(m, Path.GetFileName(path), t, pp, tg, r, !p.GetValue(noProbe));
+            var report = Run(m, Path.GetFileName(path), t, pp, tg, r, !p.GetValue(noProbe), bench);
             if (p.GetValue(json)) ctx.Out.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
             else Print(ctx.Out, report);
             return 0;
@@ -46,32 +54,37 @@ public static class BenchCommand
         double? PpTokensPerSecond, double? PpStdDev, int PromptTokens,
         double? TgTokensPerSecond, double? TgStdDev, int GenTokens,
         double? AchievedBandwidthGBs, double? MachineBandwidthGBs, double? BoundTokensPerSecond, double? FractionOfBound,
-        double PoolDispatchMicroseconds);
+        double PoolDispatchMicroseconds, int Depth = 0, string KeyType = "f16", string ValueType = "f16", long KvBytesPerToken = 0);
 
-    public static Report Run(Llama4Model m, string name, int threads, int pp, int tg, int reps, bool probe)
+    public static Report Run(Llama4Model m, string name, int threads, int pp, int tg, int reps, bool probe, BenchCache? bench = null)
     {
+        bench ??= new BenchCache();
         var pool = m.Backend.HostPool;
-        long active = ModelBenchmark.ActiveBytesPerToken(m);
-        ThroughputSample? pps = pp > 0 ? ModelBenchmark.Prompt(m, pp, reps) : null;
-        ThroughputSample? tgs = tg > 0 ? ModelBenchmark.Generate(m, tg, reps) : null;
+        // Bytes one decoded token reads: the active weights plus the K/V rows it attends to (at the middle of the tg run).
+        long kvBytes = ModelBenchmark.KvBytesPerToken(m.Config, bench.Depth + tg / 2 + 1, bench.K, bench.V);
+        long active = ModelBenchmark.ActiveBytesPerToken(m) + kvBytes;
+        ThroughputSample? pps = pp > 0 ? ModelBenchmark.Prompt(m, pp, reps, cache: bench) : null;
+        ThroughputSample? tgs = tg > 0 ? ModelBenchmark.Generate(m, tg, reps, cache: bench) : null;
         double? machine = probe ? MemoryBandwidth.MeasureReadBytesPerSecond(pool) / 1e9 : null;
         double? achieved = tgs is null ? null : active * tgs.Median / 1e9;
         double? bound = machine is null ? null : machine * 1e9 / active;
         return new Report(name, pool.Threads, Scout.Kernels.Quant.QuantizedMatrix.KernelPathName, active, ModelBenchmark.TotalWeightBytes(m),
             pps?.Median, pps?.StdDev, pp, tgs?.Median, tgs?.StdDev, tg,
             achieved, machine, bound, achieved is null || machine is null ? null : achieved / machine,
-            ModelBenchmark.PoolOverheadMicroseconds(pool, 5000));
+            ModelBenchmark.PoolOverheadMicroseconds(pool, 5000), bench.Depth, bench.K.Name, bench.V.Name, kvBytes);
     }
 
     private static void Print(TextWriter o, Report r)
     {
-        o.WriteLine($"model: {r.Model}   threads: {r.Threads}   kernels: {r.KernelPath}");
+        o.WriteLine($"model: {r.Model}   threads: {r.Threads}   kernels: {r.KernelPath}   K/V: {r.KeyType}/{r.ValueType}   depth: {r.Depth}");
         o.WriteLine($"weights: {r.WeightBytes / 1048576.0:F1} MiB   active per token: {r.ActiveBytesPerToken / 1048576.0:F1} MiB " +
                     "(attention + router + shared expert + top-k experts + embedding row + output head)");
         o.WriteLine("| test | tokens/s | ± |");
         o.WriteLine("| --- | ---: | ---: |");
-        if (r.PpTokensPerSecond is { } pp) o.WriteLine($"| pp{r.PromptTokens} | {pp:F2} | {r.PpStdDev:F2} |");
-        if (r.TgTokensPerSecond is { } tg) o.WriteLine($"| tg{r.GenTokens} | {tg:F2} | {r.TgStdDev:F2} |");
+        string at = r.Depth > 0 ? $" @ d{r.Depth}" : "";
+        if (r.PpTokensPerSecond is { } pp) o.WriteLine($"| pp{r.PromptTokens}{at} | {pp:F2} | {r.PpStdDev:F2} |");
+        if (r.TgTokensPerSecond is { } tg) o.WriteLine($"| tg{r.GenTokens}{at} | {tg:F2} | {r.TgStdDev:F2} |");
+        o.WriteLine($"K/V read per decoded token: {r.KvBytesPerToken / 1048576.0:F1} MiB (counted in the bandwidth bound below)");
         if (r.AchievedBandwidthGBs is { } a) o.WriteLine($"achieved bandwidth (active bytes × tg/s): {a:F2} GB/s");
         if (r.MachineBandwidthGBs is { } mb)
         {

@@ -26,8 +26,9 @@ public static class ChatCommand
         {
             var (model, tokens) = flags.Load(p, ctx);
             using var _ = model;
-            var generator = new Generator(model, tokens.Tokenizer, p.GetValue(flags.Context));
-            var conversation = new Conversation(model, p.GetValue(flags.Context));
+            var (keyType, valueType) = flags.Kv.Types(p);
+            var generator = new Generator(model, tokens.Tokenizer, p.GetValue(flags.Context), keyType, valueType);
+            var conversation = new Conversation(model, p.GetValue(flags.Context), keyType, valueType);
             string? systemPrompt = p.GetValue(system);
             var messages = new List<ChatMessage>();
             void Reset()

@@ -22,9 +22,11 @@ public sealed class GenerationFlags
     public readonly Option<bool> CheckTensors = new("--check-tensors") { Description = "read every weight once at load and refuse NaN/infinite values or block scales" };
     public readonly Option<string[]> Stop = new("--stop") { Description = "stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
 
+    /// <summary>K/V cache element types (--cache-type-k/-v, --kv-type; f16 by default).</summary>
+    public readonly KvCacheFlags Kv = new();
     public readonly DeviceFlags Device = new();
 
-    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, CheckTensors, .. Device.Options];
+    public IEnumerable<Option> ModelOptions => [Model, Tokenizer, Context, CheckTensors, .. Kv.All, .. Device.Options];
     public IEnumerable<Option> SamplingFlags => [Temperature, TopK, TopP, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty, Seed, MaxTokens, Stop];
 
     public SamplingOptions Sampling(ParseResult p) => new()

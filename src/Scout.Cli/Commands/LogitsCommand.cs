@@ -19,12 +19,14 @@ public static class LogitsCommand
         var quantize = new Option<string?>("--quantize") { Description = "quantize float weights at load time (Q4_0, Q8_0, Q4_K, Q6_K, ...)" };
         var check = new Option<bool>("--check-tensors") { Description = "read every weight once at load and refuse NaN/infinite values or block scales" };
         var images = new Option<string[]>("--image") { Description = "image files filling the prompt's <|patch|> runs, in order", AllowMultipleArgumentsPerToken = false };
+        var kv = new KvCacheFlags(Scout.Planning.KvType.F32);
         var deviceFlags = new DeviceFlags();
-        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize, check };
+        var cmd = new Command("logits", "Write the logits of every position for a token sequence") { model, config, tokens, output, decode, images, quantize, check, kv.KeyType, kv.ValueType, kv.Both };
         foreach (var o in deviceFlags.Options) cmd.Options.Add(o);
         ctx.SetAction(cmd, p =>
         {
             var ids = ReadTokens(p.GetValue(tokens)!);
+            var (keyType, valueType) = kv.Types(p);
             var imagePaths = p.GetValue(images) ?? [];
             float[] logits;
             int vocab;
@@ -41,7 +43,7 @@ public static class LogitsCommand
                 using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config),
                     options: (ParseLoadOptions(p.GetValue(quantize), p.GetValue(check)) ?? new LoadOptions()) with { HostExpertLayers = deviceFlags.HostExpertLayers(p) },
                     backend: deviceFlags.Create(p), ownsBackend: true);
-                logits = Compute(m, ids, p.GetValue(decode));
+                logits = Compute(m, ids, p.GetValue(decode), keyType, valueType);
                 vocab = m.Config.VocabSize;
             }
             CheckFinite(logits, vocab);
@@ -70,13 +72,14 @@ public static class LogitsCommand
             throw new NonFiniteException($"the model produced a non-finite logit ({logits[bad]}) at position {bad / vocab} (token id {bad % vocab}): the weights or the model's metadata are corrupt (try --check-tensors)");
     }
 
-    public static float[] Compute(Llama4Model m, int[] ids, bool decode)
+    /// <summary>Logits of every position, K/V cached as f32 unless told.</summary>
+    public static float[] Compute(Llama4Model m, int[] ids, bool decode, Scout.Planning.KvType? keyType = null, Scout.Planning.KvType? valueType = null)
     {
         int vocab = m.Config.VocabSize;
         if (ids.Length > m.Config.MaxPositionEmbeddings)
             throw new CliException($"{ids.Length} tokens exceed the model's context length (max_position_embeddings / context_length {m.Config.MaxPositionEmbeddings})");
         var logits = new float[ids.Length * vocab];
-        var cache = m.CreateCache(Math.Max(ids.Length, 1));
+        using var cache = m.CreateCache(Math.Max(ids.Length, 1), keyType, valueType);
         if (decode)
         {
             for (int t = 0; t < ids.Length; t++)

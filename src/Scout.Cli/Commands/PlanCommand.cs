@@ -156,7 +156,7 @@ public static class PlanCommand
             kt.AddRow(row.Type, SizeParsing.Tokens(row.Context), G(row.ChunkAwareBytes), N(row.ChunkAwareBytes), G(row.NaiveBytes));
         con.Write(kt);
         con.WriteLine($"Requested: {kv.Type} at {N(kv.Context)} tokens = {G(kv.Bytes)} GiB ({N(kv.Bytes)} bytes) chunk-aware, {G(kv.NaiveBytes)} GiB naive.");
-        con.WriteLine($"Scout engine (float32 KvCache, ring of {N(m.ChunkSize)} slots in chunked layers): {G(r.Kv.EngineBytes)} GiB ({N(r.Kv.EngineBytes)} bytes).");
+        con.WriteLine($"Scout engine ({kv.Type} KvCache pages, ring of {N(m.ChunkSize)} slots in chunked layers): {G(r.Kv.EngineBytes)} GiB ({N(r.Kv.EngineBytes)} bytes).");
         con.WriteLine();
 
         if (r.Images is { } im)

@@ -67,7 +67,8 @@ public static class RunCommand
                 IgnoreStopIds = p.GetValue(ignoreEos),
                 PromptEmbeddings = rows,
             };
-            var generator = new Generator(model, tokens.Tokenizer, p.GetValue(flags.Context));
+            var (keyType, valueType) = flags.Kv.Types(p);
+            var generator = new Generator(model, tokens.Tokenizer, p.GetValue(flags.Context), keyType, valueType);
             using var cancel = new CancellationTokenSource();
             ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
             Console.CancelKeyPress += onCancel;

@@ -34,6 +34,8 @@ public static class ServeCommand
                 Parallel = p.GetValue(parallel),
                 QueueLimit = p.GetValue(queue),
                 MaxContext = p.GetValue(flags.Context),
+                KeyType = flags.Kv.Types(p).Key,
+                ValueType = flags.Kv.Types(p).Value,
                 PrefixCacheBytes = (long)p.GetValue(prefixCache) << 20,
             };
             string modelPath = p.GetValue(flags.Model)!;

@@ -31,6 +31,61 @@ public sealed record ThroughputSample(string Test, int Tokens, double[] TokensPe
 }
 
 /// <summary>
+/// How a benchmark's cache is set up: K/V types, the tokens already in it (<see cref="Depth"/>, prefilled untimed
+/// through the model, as llama-bench <c>-d</c>), and the forward-pass size for prompts and the depth prefill.
+/// </summary>
+/// <param name="RandomDepth">fill the depth with random K/V rows written straight into the cache instead of running
+/// the model over it (for contexts whose prefill would take hours, e.g. 1M tokens: the decode then reads as many
+/// K/V bytes as after a real prefill, but the numbers are not comparable with llama-bench -d, which prefills)</param>
+public sealed record BenchCache(Planning.KvType? KeyType = null, Planning.KvType? ValueType = null, int Depth = 0, int Batch = 512, bool RandomDepth = false)
+{
+    public Planning.KvType K => KeyType ?? Planning.KvType.Default;
+    public Planning.KvType V => ValueType ?? Planning.KvType.Default;
+
+    public string Name(string test) => Depth > 0 ? $"{test} @ d{Depth}" : test;
+
+    /// <summary>A cache of Depth + <paramref name="tokens"/> positions holding Depth prefilled positions.</summary>
+    public KvCache Prepare(Llama4Model model, int tokens)
+    {
+        if (Batch < 1) throw new ArgumentException($"batch must be at least 1, got {Batch}");
+        if (Depth < 0) throw new ArgumentException($"depth must not be negative, got {Depth}");
+        var cache = model.CreateCache(checked(Depth + tokens), K, V);
+        if (RandomDepth)
+        {
+            FillRandom(model.Config, cache);
+            return cache;
+        }
+        var ids = ModelBenchmark.Tokens(Math.Min(Depth, Batch), model.Config.VocabSize, seed: 7);
+        for (int done = 0; done < Depth; done += Batch)
+        {
+            int m = Math.Min(Batch, Depth - done);
+            model.Forward(ids.AsSpan(0, m), cache, [], LogitsMode.None);
+        }
+        return cache;
+    }
+
+    private void FillRandom(Llama4Config c, KvCache cache)
+    {
+        int kvDim = c.KvDim, rows = Math.Max(1, Math.Min(Depth, 4096));
+        var rng = new Random(3);
+        var k = new float[rows * kvDim];
+        var v = new float[rows * kvDim];
+        for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
+        for (int layer = 0; layer < c.NumLayers; layer++)
+        {
+            // A ring keeps only the last chunk: earlier positions would be overwritten.
+            long from = c.UsesRope(layer) && c.AttentionChunkSize < cache.MaxContext ? Math.Max(0, Depth - c.AttentionChunkSize) : 0;
+            for (long p = from; p < Depth; p += rows)
+            {
+                int m = (int)Math.Min(rows, Depth - p);
+                cache.Store(layer, p, k.AsSpan(0, m * kvDim), v.AsSpan(0, m * kvDim), m);
+            }
+        }
+        cache.Length = Depth;
+    }
+}
+
+/// <summary>
 /// llama-bench-style measurements of a loaded model: pp (one batch of N prompt tokens into an empty cache) and tg
 /// (N tokens decoded one at a time from an empty cache), plus the weight bytes one decoded token reads.
 /// </summary>
@@ -45,38 +100,65 @@ public static class ModelBenchmark
         return ids;
     }
 
-    /// <summary>Tokens/s of one pass processing <paramref name="promptTokens"/> tokens as one batch.</summary>
-    public static double PromptOnce(Llama4Model model, int promptTokens)
+    /// <summary>
+    /// Tokens/s of processing <paramref name="promptTokens"/> tokens after <paramref name="depth"/> tokens already in
+    /// the cache (llama-bench's <c>-d</c>; the depth prefill is not timed), in forward passes of at most
+    /// <paramref name="batch"/> tokens (llama-bench's micro-batch).
+    /// </summary>
+    public static double PromptOnce(Llama4Model model, int promptTokens, BenchCache? cache = null)
     {
+        cache ??= new BenchCache();
         var ids = Tokens(promptTokens, model.Config.VocabSize);
-        var cache = model.CreateCache(promptTokens);
+        using var kv = cache.Prepare(model, promptTokens);
         var logits = new float[model.Config.VocabSize];
         long t0 = Stopwatch.GetTimestamp();
-        model.Forward(ids, cache, logits, LogitsMode.Last);
+        for (int i = 0; i < promptTokens; i += cache.Batch)
+        {
+            int m = Math.Min(cache.Batch, promptTokens - i);
+            model.Forward(ids.AsSpan(i, m), kv, logits, i + m == promptTokens ? LogitsMode.Last : LogitsMode.None);
+        }
         return promptTokens / Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
-    /// <summary>Tokens/s of decoding <paramref name="genTokens"/> tokens one by one from an empty cache.</summary>
-    public static double GenerateOnce(Llama4Model model, int genTokens)
+    /// <summary>Tokens/s of decoding <paramref name="genTokens"/> tokens one by one after the cache's depth.</summary>
+    public static double GenerateOnce(Llama4Model model, int genTokens, BenchCache? cache = null)
     {
+        cache ??= new BenchCache();
         var ids = Tokens(genTokens, model.Config.VocabSize, seed: 99);
-        var cache = model.CreateCache(genTokens);
+        using var kv = cache.Prepare(model, genTokens);
         var logits = new float[model.Config.VocabSize];
         long t0 = Stopwatch.GetTimestamp();
-        for (int i = 0; i < genTokens; i++) model.Forward(ids.AsSpan(i, 1), cache, logits, LogitsMode.Last);
+        for (int i = 0; i < genTokens; i++) model.Forward(ids.AsSpan(i, 1), kv, logits, LogitsMode.Last);
         return genTokens / Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
-    public static ThroughputSample Prompt(Llama4Model model, int promptTokens, int reps, bool warmUp = true)
+    public static ThroughputSample Prompt(Llama4Model model, int promptTokens, int reps, bool warmUp = true, BenchCache? cache = null)
     {
-        if (warmUp) PromptOnce(model, Math.Min(promptTokens, 32));
-        return new ThroughputSample($"pp{promptTokens}", promptTokens, Enumerable.Range(0, reps).Select(_ => PromptOnce(model, promptTokens)).ToArray());
+        cache ??= new BenchCache();
+        if (warmUp) PromptOnce(model, Math.Min(promptTokens, 32), cache with { Depth = 0 });
+        return new ThroughputSample(cache.Name($"pp{promptTokens}"), promptTokens, Enumerable.Range(0, reps).Select(_ => PromptOnce(model, promptTokens, cache)).ToArray());
     }
 
-    public static ThroughputSample Generate(Llama4Model model, int genTokens, int reps, bool warmUp = true)
+    public static ThroughputSample Generate(Llama4Model model, int genTokens, int reps, bool warmUp = true, BenchCache? cache = null)
     {
-        if (warmUp) GenerateOnce(model, Math.Min(genTokens, 8));
-        return new ThroughputSample($"tg{genTokens}", genTokens, Enumerable.Range(0, reps).Select(_ => GenerateOnce(model, genTokens)).ToArray());
+        cache ??= new BenchCache();
+        if (warmUp) GenerateOnce(model, Math.Min(genTokens, 8), cache with { Depth = 0 });
+        return new ThroughputSample(cache.Name($"tg{genTokens}"), genTokens, Enumerable.Range(0, reps).Select(_ => GenerateOnce(model, genTokens, cache)).ToArray());
+    }
+
+    /// <summary>
+    /// K/V bytes one decoded token reads at context <paramref name="context"/>: every cached row of K and V each
+    /// layer attends to (the chunk in chunked layers, everything in global ones) in the cache's element types.
+    /// </summary>
+    public static long KvBytesPerToken(Llama4Config c, long context, Planning.KvType keyType, Planning.KvType valueType)
+    {
+        long total = 0;
+        for (int layer = 0; layer < c.NumLayers; layer++)
+        {
+            long visible = c.UsesRope(layer) ? Math.Min(context, c.AttentionChunkSize) : context; // at most one chunk (its start unknown: the worst case)
+            total += visible * (keyType.RowBytes(c.KvDim) + valueType.RowBytes(c.KvDim));
+        }
+        return total;
     }
 
     /// <summary>

@@ -18,6 +18,10 @@ public sealed record SchedulerOptions
     public int PrefillChunk { get; init; } = 256;
     /// <summary>Memory for caches of finished sequences kept for prefix reuse; 0 turns reuse off.</summary>
     public long PrefixCacheBytes { get; init; } = 1L << 30;
+    /// <summary>Element type of the cached keys (f16 unless set: llama.cpp's default).</summary>
+    public Planning.KvType KeyType { get; init; } = Planning.KvType.Default;
+    /// <summary>Element type of the cached values.</summary>
+    public Planning.KvType ValueType { get; init; } = Planning.KvType.Default;
 }
 
 /// <summary>Live counters of a <see cref="BatchScheduler"/> (the server's /metrics).</summary>
@@ -227,7 +231,7 @@ public sealed class BatchScheduler : IDisposable
             {
                 var job = _queue.Dequeue();
                 if (job.Cancellation.IsCancellationRequested) { job.Output.Writer.TryComplete(new OperationCanceledException(job.Cancellation)); continue; }
-                var cache = _model.CreateCache(Options.MaxContext);
+                var cache = _model.CreateCache(Options.MaxContext, Options.KeyType, Options.ValueType);
                 var cached = job.Request.PromptEmbeddings is null ? PrefixCache.Restore(job.Request.Prompt, cache) : new List<int>();
                 job.Run = new SequenceRun(job.Request, _tokenizer, cache, cached);
                 Metrics.Prompt(job.Request.Prompt.Length, cached.Count);

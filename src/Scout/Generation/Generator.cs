@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Scout.Model;
+using Scout.Planning;
 using Scout.Tokenization;
 
 namespace Scout.Generation;
@@ -8,8 +9,13 @@ namespace Scout.Generation;
 /// Generates one sequence at a time on the calling thread (the CLI's path; the server batches with
 /// <see cref="BatchScheduler"/>). Tokens stream as they are produced.
 /// </summary>
-public sealed class Generator(Llama4Model model, ITokenizer tokenizer, int maxContext = 4096)
+/// <param name="keyType">element type of the cached keys (default f16, as llama.cpp)</param>
+/// <param name="valueType">element type of the cached values (default f16)</param>
+public sealed class Generator(Llama4Model model, ITokenizer tokenizer, int maxContext = 4096, KvType? keyType = null, KvType? valueType = null)
 {
+    public KvType KeyType { get; } = keyType ?? KvType.Default;
+    public KvType ValueType { get; } = valueType ?? KvType.Default;
+
     /// <summary>Prompt tokens per forward pass while prefilling (bounds the activations' memory).</summary>
     public int PrefillChunk { get; init; } = 512;
 
@@ -19,7 +25,7 @@ public sealed class Generator(Llama4Model model, ITokenizer tokenizer, int maxCo
 
     /// <summary>Generates from a fresh cache.</summary>
     public IEnumerable<GenerationUpdate> Generate(GenerationRequest request, CancellationToken cancellation = default)
-        => Generate(request, new Conversation(model, maxContext), cancellation);
+        => Generate(request, new Conversation(model, maxContext, KeyType, ValueType), cancellation);
 
     /// <summary>
     /// Generates continuing <paramref name="conversation"/>: the part of the prompt already in its cache (earlier
@@ -51,7 +57,7 @@ public sealed class Generator(Llama4Model model, ITokenizer tokenizer, int maxCo
     public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, Conversation? conversation = null,
         [EnumeratorCancellation] CancellationToken cancellation = default)
     {
-        conversation ??= new Conversation(model, maxContext);
+        conversation ??= new Conversation(model, maxContext, KeyType, ValueType);
         using var e = Generate(request, conversation, cancellation).GetEnumerator();
         while (await Task.Run(e.MoveNext, cancellation).ConfigureAwait(false))
             yield return e.Current;
@@ -62,12 +68,13 @@ public sealed class Generator(Llama4Model model, ITokenizer tokenizer, int maxCo
 /// One conversation's KV cache and the tokens in it. Each turn's prompt (the whole dialog re-rendered) shares a
 /// prefix with what the cache holds; only the rest is computed.
 /// </summary>
-public sealed class Conversation(Llama4Model model, int maxContext)
+public sealed class Conversation(Llama4Model model, int maxContext, KvType? keyType = null, KvType? valueType = null)
 {
     private readonly List<int> _tokens = new();
     private bool _busy;
 
-    public KvCache Cache { get; } = model.CreateCache(maxContext);
+    /// <summary>The conversation's cache (K/V in f16 unless told: <see cref="KvType.Default"/>).</summary>
+    public KvCache Cache { get; } = model.CreateCache(maxContext, keyType ?? KvType.Default, valueType ?? KvType.Default);
     /// <summary>Tokens whose keys and values are cached.</summary>
     public IReadOnlyList<int> Tokens => _tokens;
 

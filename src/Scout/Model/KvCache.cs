@@ -348,6 +348,29 @@ internal sealed unsafe class KvLayer
         return page.Data + (long)page.Rows * KeyRowBytes + slot % PagePositions * ValueRowBytes;
     }
 
+    /// <summary>
+    /// Pointers to the K and V rows of positions [pos, pos + count) (plus a byte offset into each row, e.g. one
+    /// head's slice), walking the page table once: one division per call, not one per row.
+    /// </summary>
+    public void RowPointers(long pos, int count, byte** keys, byte** values, int keyOffset, int valueOffset)
+    {
+        long slot = Slot(pos);
+        int page = (int)(slot / PagePositions), row = (int)(slot % PagePositions);
+        int i = 0;
+        while (i < count)
+        {
+            var pg = _pages[page]!;
+            byte* kb = pg.Data + keyOffset, vb = pg.Data + (long)pg.Rows * KeyRowBytes + valueOffset;
+            for (; i < count && row < pg.Rows; i++, row++)
+            {
+                keys[i] = kb + (long)row * KeyRowBytes;
+                values[i] = vb + (long)row * ValueRowBytes;
+            }
+            row = 0;
+            if (++page == _pages.Length) page = 0; // a ring wraps to its first slot (a full context ends here)
+        }
+    }
+
     public void Write(long pos, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
         long slot = Slot(pos);

@@ -121,7 +121,7 @@ public static class MemoryPlanner
         }
 
         var kvRequested = KvCachePlan.Size(c, o.Context, o.KvType, o.Parallel);
-        long engineKv = KvCachePlan.EngineBytes(c, o.Context, o.Parallel);
+        long engineKv = KvCachePlan.EngineBytes(c, o.Context, o.Parallel, o.KvType, o.KvType); // what the engine allocates with --kv-type of this type
         var kvTable = new List<KvRow>();
         foreach (var type in new[] { KvType.BF16, KvType.Q8_0, KvType.Q4_0 })
             foreach (long ctx in TableContexts.Append(o.Context).Distinct().Order())
@@ -333,8 +333,9 @@ public static class MemoryPlanner
         }
         notes.Add($"KV sizes use the head count that is cached: {c.NumKvHeads} KV heads × {c.HeadDim} = {c.KvDim} values per token per layer for K and for V, " +
                   "not the hidden size. q8_0 costs 34 bytes per 32 values (1.0625 B), q4_0 18 per 32 (0.5625 B).");
-        notes.Add($"Scout's engine keeps its KV cache in float32 today: {SizeParsing.GiB(KvCachePlan.EngineBytes(c, o.Context, o.Parallel))} at this context " +
-                  "(KvCache.CapacityBytes); bf16/q8_0/q4_0 are what other runtimes (llama.cpp, vLLM) can use.");
+        notes.Add($"Scout's engine stores K/V as {o.KvType.Name} with --kv-type {o.KvType.Name} (f32, f16, bf16, q8_0 or q4_0; f16 by default): " +
+                  $"{SizeParsing.GiB(KvCachePlan.EngineBytes(c, o.Context, o.Parallel, o.KvType, o.KvType))} at this context, in pages allocated as the sequence grows " +
+                  "(KvCache.CapacityBytes when full).");
         notes.Add("GGUF ships the vision encoder separately (mmproj file); the fit table counts text weights only" + (o.WithVision ? ", plus vision (--with-vision)." : " (add --with-vision for images)."));
         notes.Add("FP8 assumes Meta's fp8_mixed recipe: routed experts float8 with one f32 scale per output row, first and last layer kept bf16. " +
                   "INT4 assumes a bf16 scale per 128 weights (Meta's loader keeps f32 scales in memory: +2 bytes per 128 weights).");

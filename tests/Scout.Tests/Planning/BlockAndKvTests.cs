@@ -110,7 +110,12 @@ public class KvCachePlanTests
     public void EngineFigureIsKvCacheCapacity(int context)
     {
         foreach (var c in new[] { Scout, ModelPresets.Maverick.Text })
-            Assert.Equal(new KvCache(c, context).CapacityBytes, KvCachePlan.EngineBytes(c, context));
+            foreach (var k in KvType.All)
+                foreach (var v in KvType.All)
+                {
+                    using var cache = new KvCache(c, context, k, v);
+                    Assert.Equal(cache.CapacityBytes, KvCachePlan.EngineBytes(c, context, 1, k, v));
+                }
     }
 
     [Theory]

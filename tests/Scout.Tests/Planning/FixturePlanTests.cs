@@ -97,9 +97,12 @@ public class FixturePlanTests(ITestOutputHelper output)
         var ids = Scout.Cli.Commands.LogitsCommand.ReadTokens(Fixtures.Text(model, "tokens.json"));
         foreach (int context in new[] { ids.Length, 4 * ids.Length, 3 })
             Assert.Equal(m.CreateCache(context).CapacityBytes, KvCachePlan.EngineBytes(c, context));
-        // After a full prefill the cache has really allocated what the planner says.
-        var cache = m.CreateCache(ids.Length);
-        m.Forward(ids, cache, new float[c.VocabSize], LogitsMode.Last);
-        Assert.Equal(KvCachePlan.EngineBytes(c, ids.Length), cache.AllocatedBytes);
+        // After a full prefill the cache has really allocated what the planner says, for every K/V type this head_dim allows.
+        foreach (var type in KvType.All.Where(t => c.HeadDim % t.BlockElements == 0))
+        {
+            using var cache = m.CreateCache(ids.Length, type, type);
+            m.Forward(ids, cache, new float[c.VocabSize], LogitsMode.Last);
+            Assert.Equal(KvCachePlan.EngineBytes(c, ids.Length, 1, type, type), cache.AllocatedBytes);
+        }
     }
 }

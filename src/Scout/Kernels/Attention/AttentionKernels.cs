@@ -337,6 +337,8 @@ public sealed unsafe class AttentionKernels
         fixed (int* qs = sc.QSums)
         {
             float** qv = stackalloc float*[queries];
+            byte** kptr = stackalloc byte*[KeyTile];
+            byte** vptr = stackalloc byte*[KeyTile];
             for (int qi = 0; qi < queries; qi++)
             {
                 int i = qi / group, g = qi % group;
@@ -359,10 +361,11 @@ public sealed unsafe class AttentionKernels
             {
                 int kn = Math.Min(KeyTile, to - k0);
                 // Scores of the tile, masked rows at -inf.
+                layer.RowPointers(k0, kn, kptr, vptr, kvHead * layer.KeyHeadBytes, kvHead * layer.ValueHeadBytes);
                 for (int j = 0; j < kn; j++)
                 {
                     int pos = k0 + j;
-                    byte* krow = layer.KeyRow(pos) + kvHead * layer.KeyHeadBytes;
+                    byte* krow = kptr[j];
                     float* kf = (float*)krow;
                     if (kKind == KvKind.F16 || kKind == KvKind.BF16)
                     {
@@ -415,8 +418,7 @@ public sealed unsafe class AttentionKernels
                 // Values: each row read once for the whole group and tile.
                 for (int j = 0; j < kn; j++)
                 {
-                    int pos = k0 + j;
-                    byte* vrow = layer.ValueRow(pos) + kvHead * layer.ValueHeadBytes;
+                    byte* vrow = vptr[j];
                     float* vf = (float*)vrow;
                     if (vKind != KvKind.F32)
                     {
