@@ -101,9 +101,9 @@ public static class ModelBenchmark
     }
 
     /// <summary>
-    /// Tokens/s of processing <paramref name="promptTokens"/> tokens after <paramref name="depth"/> tokens already in
+    /// Tokens/s of processing <paramref name="promptTokens"/> tokens after <c>depth</c> tokens already in
     /// the cache (llama-bench's <c>-d</c>; the depth prefill is not timed), in forward passes of at most
-    /// <paramref name="batch"/> tokens (llama-bench's micro-batch).
+    /// <c>batch</c> tokens (llama-bench's micro-batch).
     /// </summary>
     public static double PromptOnce(Llama4Model model, int promptTokens, BenchCache? cache = null)
     {
