@@ -215,13 +215,7 @@ public static class OpenAiRequests
             var tool = r.Child(t, $"tools[{i++}]");
             if (tool.String("type") is { } type && type != "function") throw ApiException.BadRequest($"unsupported tool type \"{type}\"", "tools");
             var fn = tool.Object("function") ?? throw ApiException.BadRequest("'function' is required in a tool", "tools");
-            string name = fn.String("name", required: true)!;
-            string parameters = fn.Get("parameters") is { } p ? p.GetRawText() : """{"type":"object","properties":{}}""";
-            if (parameters.Length > JsonSchemaSubset.MaxSchemaBytes)
-                throw ApiException.BadRequest($"tool \"{name}\": the parameters schema exceeds {JsonSchemaSubset.MaxSchemaBytes} bytes", $"tools[{i - 1}].function.parameters");
-            try { JsonSchemaSubset.Parse(parameters); }
-            catch (ArgumentException e) { throw ApiException.BadRequest($"tool \"{name}\": {e.Message}", $"tools[{i - 1}].function.parameters"); }
-            tools.Add(new ToolDefinition(name, fn.String("description"), parameters));
+            tools.Add(SchemaRequests.FunctionTool(fn, $"tools[{i - 1}].function.parameters"));
         }
         return tools;
     }
@@ -256,17 +250,39 @@ public static class OpenAiRequests
             case "json_schema":
                 var js = rf.Object("json_schema") ?? throw ApiException.BadRequest("'response_format.json_schema' is required", "response_format");
                 var schema = js.Get("schema") ?? throw ApiException.BadRequest("'response_format.json_schema.schema' is required", "response_format");
-                if (schema.ValueKind != JsonValueKind.Object)
-                    throw ApiException.BadRequest($"'response_format.json_schema.schema' must be an object, got {JsonRequest.Kind(schema)}", "response_format.json_schema.schema");
-                if (schema.GetRawText().Length > JsonSchemaSubset.MaxSchemaBytes)
-                    throw ApiException.BadRequest($"response_format schema: the schema exceeds {JsonSchemaSubset.MaxSchemaBytes} bytes", "response_format.json_schema.schema", "schema_too_complex");
-                try { return JsonSchemaSubset.Parse(schema); }
-                catch (ArgumentException e)
-                {
-                    throw ApiException.BadRequest($"response_format schema: {e.Message}", "response_format.json_schema.schema",
-                        e is JsonSchemaException { Keyword: { } k } ? $"unsupported_schema_{k.TrimStart('$')}" : "invalid_schema");
-                }
+                return SchemaRequests.OutputSchema(schema, "response_format.json_schema.schema");
             case var t: throw ApiException.BadRequest($"unknown response_format type \"{t}\"", "response_format");
+        }
+    }
+}
+
+/// <summary>The schema checks both the chat and the Responses endpoints apply: size, kind, and the bounded parse.</summary>
+internal static class SchemaRequests
+{
+    /// <summary>A function tool (name, description, parameters) from the object that holds them; <paramref name="field"/> names its parameters in errors.</summary>
+    public static ToolDefinition FunctionTool(JsonRequest fn, string field)
+    {
+        string name = fn.String("name", required: true)!;
+        string parameters = fn.Get("parameters") is { } p ? p.GetRawText() : """{"type":"object","properties":{}}""";
+        if (parameters.Length > JsonSchemaSubset.MaxSchemaBytes)
+            throw ApiException.BadRequest($"tool \"{name}\": the parameters schema exceeds {JsonSchemaSubset.MaxSchemaBytes} bytes", field);
+        try { JsonSchemaSubset.Parse(parameters); }
+        catch (ArgumentException e) { throw ApiException.BadRequest($"tool \"{name}\": {e.Message}", field); }
+        return new ToolDefinition(name, fn.String("description"), parameters);
+    }
+
+    /// <summary>The schema an answer must follow (response_format / text.format), refused with a 400 naming <paramref name="field"/>.</summary>
+    public static JsonSchemaSubset OutputSchema(JsonElement schema, string field)
+    {
+        if (schema.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest($"'{field}' must be an object, got {JsonRequest.Kind(schema)}", field);
+        if (schema.GetRawText().Length > JsonSchemaSubset.MaxSchemaBytes)
+            throw ApiException.BadRequest($"{field}: the schema exceeds {JsonSchemaSubset.MaxSchemaBytes} bytes", field, "schema_too_complex");
+        try { return JsonSchemaSubset.Parse(schema); }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest($"{field}: {e.Message}", field,
+                e is JsonSchemaException { Keyword: { } k } ? $"unsupported_schema_{k.TrimStart('$')}" : "invalid_schema");
         }
     }
 }

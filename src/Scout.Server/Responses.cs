@@ -178,11 +178,7 @@ public static class ResponsesRequests
             string type = tool.String("type", required: true)!;
             if (type != "function")
                 throw ApiException.BadRequest($"tool type \"{type}\" is not supported by this server; only \"function\" tools are", "tools");
-            string name = tool.String("name", required: true)!;
-            string parameters = tool.Get("parameters") is { } p ? p.GetRawText() : """{"type":"object","properties":{}}""";
-            try { JsonSchemaSubset.Parse(parameters); }
-            catch (ArgumentException e) { throw ApiException.BadRequest($"tool \"{name}\": {e.Message}", "tools"); }
-            tools.Add(new ToolDefinition(name, tool.String("description"), parameters));
+            tools.Add(SchemaRequests.FunctionTool(tool, $"tools[{i - 1}].parameters"));
         }
         return tools;
     }
@@ -217,8 +213,7 @@ public static class ResponsesRequests
             case "json_object": return JsonSchemaSubset.AnyObject;
             case "json_schema":
                 var schema = f.Get("schema") ?? throw ApiException.BadRequest("'text.format.schema' is required", "text.format.schema");
-                try { return JsonSchemaSubset.Parse(schema); }
-                catch (ArgumentException e) { throw ApiException.BadRequest($"text.format schema: {e.Message}", "text.format.schema"); }
+                return SchemaRequests.OutputSchema(schema, "text.format.schema");
             case var t: throw ApiException.BadRequest($"unknown text.format type \"{t}\"", "text.format.type");
         }
     }

@@ -133,6 +133,9 @@ public class ResponsesApiTests(RealVocabularyFixture f, ITestOutputHelper output
     [InlineData("""{"input":[{"type":"message","role":"wizard","content":"x"}]}""", "input")]
     [InlineData("""{"input":"hi","text":{"format":{"type":"yaml"}}}""", "text.format.type")]
     [InlineData("""{"input":"hi","max_output_tokens":0}""", "max_output_tokens")]
+    [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","name":"x","schema":5}}}""", "text.format.schema")]
+    [InlineData("""{"input":"hi","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"integer","pattern":"a"}}}}""", "text.format.schema")]
+    [InlineData("""{"input":"hi","tools":[{"type":"function","name":"f","parameters":{"type":5}}]}""", "tools[0].parameters")]
     [InlineData("""{}""", "input")]
     public async Task BadRequestsAre400sNamingTheField(string body, string param)
     {
