@@ -94,8 +94,9 @@ internal sealed class ServerMetrics : IDisposable
             var (oldAt, oldTokens) = _samples.Peek();
             long now = Stopwatch.GetTimestamp();
             long tokens = Interlocked.Read(ref _tokens);
-            double seconds = Stopwatch.GetElapsedTime(oldAt, now).TotalSeconds;
-            return seconds <= 0.05 ? 0 : (tokens - oldTokens) / seconds;
+            // At least one sampling tick: tokens made just after start (or right after a late tick) still count.
+            double seconds = Math.Max(Stopwatch.GetElapsedTime(oldAt, now).TotalSeconds, _rateWindow.TotalSeconds / 5);
+            return (tokens - oldTokens) / seconds;
         }
     }
 
