@@ -39,7 +39,7 @@ public static class OpenAiRequests
             messages.Add(ParseMessage(r.Child(m, $"messages[{i++}]"), engine, images));
 
         var tools = ParseTools(r);
-        var (mode, toolName) = ParseToolChoice(r, tools);
+        var (mode, toolName) = SchemaRequests.ToolChoice(r, tools);
         var schema = ParseResponseFormat(r);
         bool logprobs = r.Bool("logprobs") ?? false;
         int top = r.Int("top_logprobs", 0, 20) ?? 0;
@@ -220,26 +220,6 @@ public static class OpenAiRequests
         return tools;
     }
 
-    private static (ToolMode, string?) ParseToolChoice(JsonRequest r, List<ToolDefinition> tools)
-    {
-        if (r.Get("tool_choice") is not { } choice) return (tools.Count > 0 ? ToolMode.Auto : ToolMode.None, null);
-        if (choice.ValueKind == JsonValueKind.String)
-        {
-            return choice.GetString() switch
-            {
-                "none" => (ToolMode.None, null),
-                "auto" => (ToolMode.Auto, null),
-                "required" when tools.Count > 0 => (ToolMode.Required, null),
-                "required" => throw ApiException.BadRequest("'tool_choice' is \"required\" but no tools were given", "tool_choice"),
-                var s => throw ApiException.BadRequest($"unknown tool_choice \"{s}\"", "tool_choice"),
-            };
-        }
-        var obj = r.Object("tool_choice")!.Value;
-        string name = (obj.Object("function") ?? throw ApiException.BadRequest("'tool_choice.function' is required", "tool_choice")).String("name", required: true)!;
-        if (tools.All(t => t.Name != name)) throw ApiException.BadRequest($"'tool_choice' names \"{name}\", which is not among the tools", "tool_choice");
-        return (ToolMode.Required, name);
-    }
-
     private static JsonSchemaSubset? ParseResponseFormat(JsonRequest r)
     {
         if (r.Object("response_format") is not { } rf) return null;
@@ -269,6 +249,32 @@ internal static class SchemaRequests
         try { JsonSchemaSubset.Parse(parameters); }
         catch (ArgumentException e) { throw ApiException.BadRequest($"tool \"{name}\": {e.Message}", field); }
         return new ToolDefinition(name, fn.String("description"), parameters);
+    }
+
+    /// <summary>
+    /// tool_choice of either API: "none" | "auto" | "required", or an object naming one function — chat completions'
+    /// <c>{"type":"function","function":{"name":…}}</c> or the Responses API's <c>{"type":"function","name":…}</c>.
+    /// </summary>
+    public static (ToolMode, string?) ToolChoice(JsonRequest r, List<ToolDefinition> tools)
+    {
+        var offered = tools.Count > 0 ? ToolMode.Auto : ToolMode.None;
+        if (r.Get("tool_choice") is not { } choice) return (offered, null);
+        if (choice.ValueKind == JsonValueKind.String)
+            return choice.GetString() switch
+            {
+                "none" => (ToolMode.None, null),
+                "auto" => (offered, null),
+                "required" when tools.Count > 0 => (ToolMode.Required, null),
+                "required" => throw ApiException.BadRequest("'tool_choice' is \"required\" but no tools were given", "tool_choice"),
+                var s => throw ApiException.BadRequest($"unknown tool_choice \"{s}\"", "tool_choice"),
+            };
+        var obj = r.Object("tool_choice")!.Value;
+        if (obj.String("type") is { } type && type != "function")
+            throw ApiException.BadRequest($"tool_choice type \"{type}\" is not supported; only \"function\"", "tool_choice");
+        string name = obj.String("name") ?? obj.Object("function")?.String("name", required: true)
+                      ?? throw ApiException.BadRequest("'tool_choice' must name a function ('function.name', or 'name' in the Responses API)", "tool_choice");
+        if (tools.All(t => t.Name != name)) throw ApiException.BadRequest($"'tool_choice' names \"{name}\", which is not among the tools", "tool_choice");
+        return (ToolMode.Required, name);
     }
 
     /// <summary>The schema an answer must follow (response_format / text.format), refused with a 400 naming <paramref name="field"/>.</summary>

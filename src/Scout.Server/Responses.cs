@@ -60,7 +60,7 @@ public static class ResponsesRequests
         if (messages.All(m => m.Role == "system")) throw ApiException.BadRequest("'input' holds no user message", "input");
 
         var tools = ParseTools(r);
-        var (mode, toolName) = ParseToolChoice(r, tools);
+        var (mode, toolName) = SchemaRequests.ToolChoice(r, tools);
         var schema = ParseFormat(r);
         int? maxOutput = r.Int("max_output_tokens", 1, limits.MaxTokens);
         var sampling = new SamplingOptions
@@ -181,27 +181,6 @@ public static class ResponsesRequests
             tools.Add(SchemaRequests.FunctionTool(tool, $"tools[{i - 1}].parameters"));
         }
         return tools;
-    }
-
-    private static (ToolMode, string?) ParseToolChoice(JsonRequest r, List<ToolDefinition> tools)
-    {
-        if (r.Get("tool_choice") is not { } choice) return (tools.Count > 0 ? ToolMode.Auto : ToolMode.None, null);
-        if (choice.ValueKind == JsonValueKind.String)
-            return choice.GetString() switch
-            {
-                "none" => (ToolMode.None, null),
-                "auto" => (tools.Count > 0 ? ToolMode.Auto : ToolMode.None, null),
-                "required" when tools.Count > 0 => (ToolMode.Required, null),
-                "required" => throw ApiException.BadRequest("'tool_choice' is \"required\" but no tools were given", "tool_choice"),
-                var s => throw ApiException.BadRequest($"unknown tool_choice \"{s}\"", "tool_choice"),
-            };
-        var obj = r.Object("tool_choice")!.Value;
-        if (obj.String("type") is { } type && type != "function")
-            throw ApiException.BadRequest($"tool_choice type \"{type}\" is not supported; only \"function\"", "tool_choice");
-        string name = obj.String("name") ?? obj.Object("function")?.String("name", required: true)
-                      ?? throw ApiException.BadRequest("'tool_choice.name' is required", "tool_choice");
-        if (tools.All(t => t.Name != name)) throw ApiException.BadRequest($"'tool_choice' names \"{name}\", which is not among the tools", "tool_choice");
-        return (ToolMode.Required, name);
     }
 
     private static JsonSchemaSubset? ParseFormat(JsonRequest r)
