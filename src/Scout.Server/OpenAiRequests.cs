@@ -39,7 +39,7 @@ public static class OpenAiRequests
             messages.Add(ParseMessage(r.Child(m, $"messages[{i++}]"), engine, images));
 
         var tools = ParseTools(r);
-        var (mode, toolName) = SchemaRequests.ToolChoice(r, tools);
+        var (mode, toolName) = CommonRequestFields.ToolChoice(r, tools);
         var schema = ParseResponseFormat(r);
         bool logprobs = r.Bool("logprobs") ?? false;
         int top = r.Int("top_logprobs", 0, 20) ?? 0;
@@ -115,21 +115,7 @@ public static class OpenAiRequests
                 if (!(value >= -100 && value <= 100)) throw ApiException.BadRequest($"'logit_bias.{p.Name}' must be between -100 and 100, got {value}", "logit_bias");
                 bias[id] = (float)value;
             }
-        var sampling = new SamplingOptions
-        {
-            Temperature = (float)(r.Number("temperature", 0, 2) ?? 1),
-            TopP = (float)(r.Number("top_p", 0, 1) ?? 1),
-            TopK = r.Int("top_k", 0, 1 << 20) ?? 0,
-            MinP = (float)(r.Number("min_p", 0, 1) ?? 0),
-            RepetitionPenalty = (float)(r.Number("repetition_penalty", 0.01, 10) ?? 1),
-            PresencePenalty = (float)(r.Number("presence_penalty", -2, 2) ?? 0),
-            FrequencyPenalty = (float)(r.Number("frequency_penalty", -2, 2) ?? 0),
-            LogitBias = bias.Count > 0 ? bias : null,
-            Seed = r.Long("seed"),
-        };
-        if (sampling.TopP <= 0) throw ApiException.BadRequest("'top_p' must be greater than 0", "top_p");
-        try { sampling.Validate(); }
-        catch (ArgumentException e) { throw ApiException.BadRequest(e.Message); }
+        var sampling = CommonRequestFields.Sampling(r, bias.Count > 0 ? bias : null);
         return new CompletionCall
         {
             Model = model, N = n, Stream = stream, IncludeUsage = includeUsage, IgnoreEos = r.Bool("ignore_eos") ?? false,
@@ -215,7 +201,7 @@ public static class OpenAiRequests
             var tool = r.Child(t, $"tools[{i++}]");
             if (tool.String("type") is { } type && type != "function") throw ApiException.BadRequest($"unsupported tool type \"{type}\"", "tools");
             var fn = tool.Object("function") ?? throw ApiException.BadRequest("'function' is required in a tool", "tools");
-            tools.Add(SchemaRequests.FunctionTool(fn, $"tools[{i - 1}].function.parameters"));
+            tools.Add(CommonRequestFields.FunctionTool(fn, $"tools[{i - 1}].function.parameters"));
         }
         return tools;
     }
@@ -230,14 +216,14 @@ public static class OpenAiRequests
             case "json_schema":
                 var js = rf.Object("json_schema") ?? throw ApiException.BadRequest("'response_format.json_schema' is required", "response_format");
                 var schema = js.Get("schema") ?? throw ApiException.BadRequest("'response_format.json_schema.schema' is required", "response_format");
-                return SchemaRequests.OutputSchema(schema, "response_format.json_schema.schema");
+                return CommonRequestFields.OutputSchema(schema, "response_format.json_schema.schema");
             case var t: throw ApiException.BadRequest($"unknown response_format type \"{t}\"", "response_format");
         }
     }
 }
 
-/// <summary>The schema checks both the chat and the Responses endpoints apply: size, kind, and the bounded parse.</summary>
-internal static class SchemaRequests
+/// <summary>Request fields the chat-completions and Responses endpoints share: function tools, tool_choice, output schemas (size, kind, bounded parse) and sampling, with the same 400s.</summary>
+internal static class CommonRequestFields
 {
     /// <summary>A function tool (name, description, parameters) from the object that holds them; <paramref name="field"/> names its parameters in errors.</summary>
     public static ToolDefinition FunctionTool(JsonRequest fn, string field)
@@ -275,6 +261,27 @@ internal static class SchemaRequests
                       ?? throw ApiException.BadRequest("'tool_choice' must name a function ('function.name', or 'name' in the Responses API)", "tool_choice");
         if (tools.All(t => t.Name != name)) throw ApiException.BadRequest($"'tool_choice' names \"{name}\", which is not among the tools", "tool_choice");
         return (ToolMode.Required, name);
+    }
+
+    /// <summary>The sampling fields both APIs share, range-checked, with their 400s.</summary>
+    public static SamplingOptions Sampling(JsonRequest r, Dictionary<int, float>? logitBias)
+    {
+        var sampling = new SamplingOptions
+        {
+            Temperature = (float)(r.Number("temperature", 0, 2) ?? 1),
+            TopP = (float)(r.Number("top_p", 0, 1) ?? 1),
+            TopK = r.Int("top_k", 0, 1 << 20) ?? 0,
+            MinP = (float)(r.Number("min_p", 0, 1) ?? 0),
+            RepetitionPenalty = (float)(r.Number("repetition_penalty", 0.01, 10) ?? 1),
+            PresencePenalty = (float)(r.Number("presence_penalty", -2, 2) ?? 0),
+            FrequencyPenalty = (float)(r.Number("frequency_penalty", -2, 2) ?? 0),
+            LogitBias = logitBias,
+            Seed = r.Long("seed"),
+        };
+        if (sampling.TopP <= 0) throw ApiException.BadRequest("'top_p' must be greater than 0", "top_p");
+        try { sampling.Validate(); }
+        catch (ArgumentException e) { throw ApiException.BadRequest(e.Message); }
+        return sampling;
     }
 
     /// <summary>The schema an answer must follow (response_format / text.format), refused with a 400 naming <paramref name="field"/>.</summary>

@@ -60,23 +60,10 @@ public static class ResponsesRequests
         if (messages.All(m => m.Role == "system")) throw ApiException.BadRequest("'input' holds no user message", "input");
 
         var tools = ParseTools(r);
-        var (mode, toolName) = SchemaRequests.ToolChoice(r, tools);
+        var (mode, toolName) = CommonRequestFields.ToolChoice(r, tools);
         var schema = ParseFormat(r);
         int? maxOutput = r.Int("max_output_tokens", 1, limits.MaxTokens);
-        var sampling = new SamplingOptions
-        {
-            Temperature = (float)(r.Number("temperature", 0, 2) ?? 1),
-            TopP = (float)(r.Number("top_p", 0, 1) ?? 1),
-            TopK = r.Int("top_k", 0, 1 << 20) ?? 0,
-            MinP = (float)(r.Number("min_p", 0, 1) ?? 0),
-            RepetitionPenalty = (float)(r.Number("repetition_penalty", 0.01, 10) ?? 1),
-            PresencePenalty = (float)(r.Number("presence_penalty", -2, 2) ?? 0),
-            FrequencyPenalty = (float)(r.Number("frequency_penalty", -2, 2) ?? 0),
-            Seed = r.Long("seed"),
-        };
-        if (sampling.TopP <= 0) throw ApiException.BadRequest("'top_p' must be greater than 0", "top_p");
-        try { sampling.Validate(); }
-        catch (ArgumentException e) { throw ApiException.BadRequest(e.Message); }
+        var sampling = CommonRequestFields.Sampling(r, logitBias: null);
 
         static JsonNode? Raw(JsonRequest r, string field) => r.Get(field) is { } v ? JsonNode.Parse(v.GetRawText()) : null;
         return new ResponsesCall
@@ -178,7 +165,7 @@ public static class ResponsesRequests
             string type = tool.String("type", required: true)!;
             if (type != "function")
                 throw ApiException.BadRequest($"tool type \"{type}\" is not supported by this server; only \"function\" tools are", "tools");
-            tools.Add(SchemaRequests.FunctionTool(tool, $"tools[{i - 1}].parameters"));
+            tools.Add(CommonRequestFields.FunctionTool(tool, $"tools[{i - 1}].parameters"));
         }
         return tools;
     }
@@ -192,7 +179,7 @@ public static class ResponsesRequests
             case "json_object": return JsonSchemaSubset.AnyObject;
             case "json_schema":
                 var schema = f.Get("schema") ?? throw ApiException.BadRequest("'text.format.schema' is required", "text.format.schema");
-                return SchemaRequests.OutputSchema(schema, "text.format.schema");
+                return CommonRequestFields.OutputSchema(schema, "text.format.schema");
             case var t: throw ApiException.BadRequest($"unknown text.format type \"{t}\"", "text.format.type");
         }
     }
