@@ -130,7 +130,12 @@ public sealed class GpuBackend : IBackend
         return Host.InputMajor(type, data, inputs, outputs, leadingDim, columnOffset);
     }
 
-    public void MatMul(IWeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y) => w.Multiply(x, n, y);
+    public ActivationBuffer Allocate(WorkspaceBuffer spec) => Host.Allocate(spec);
+    public void Upload(ReadOnlySpan<float> source, BufferView destination) => Host.Upload(source, destination);
+    public void Upload(ReadOnlySpan<int> source, BufferView destination) => Host.Upload(source, destination);
+    public void Download(BufferView source, Span<float> destination) => Host.Download(source, destination);
+    public void MatMul(IWeightMatrix w, BufferView x, int n, BufferView y) => w.Multiply(x.HostFloats, n, y.HostFloats);
+    public void MatMulToHost(IWeightMatrix w, BufferView x, int n, ForwardWorkspace ws, Span<float> y) => w.Multiply(x.HostFloats, n, y);
 
     /// <summary>y = x·Wᵀ on the device: x up, one kernel launch, y down (scratch buffers grow, then are reused).</summary>
     internal void Run(GpuMatrix m, ReadOnlySpan<float> x, int n, Span<float> y)
@@ -149,19 +154,19 @@ public sealed class GpuBackend : IBackend
         }
     }
 
-    public void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, int rows, int dim, Span<float> y) => Host.RmsNorm(x, weight, eps, rows, dim, y);
-    public void RopeTables(ReadOnlySpan<int> positions, ReadOnlySpan<float> freqs, Span<float> cos, Span<float> sin) => Host.RopeTables(positions, freqs, cos, sin);
-    public void Rope(Span<float> x, int rows, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin) => Host.Rope(x, rows, heads, headDim, cos, sin);
-    public void ScaleRows(Span<float> x, int dim, ReadOnlySpan<float> scales) => Host.ScaleRows(x, dim, scales);
-    public void SwiGlu(Span<float> gate, ReadOnlySpan<float> up) => Host.SwiGlu(gate, up);
-    public void Add(Span<float> x, ReadOnlySpan<float> delta) => Host.Add(x, delta);
-    public void Embed(Llama4Weights weights, ReadOnlySpan<int> tokens, Span<float> h) => Host.Embed(weights, tokens, h);
-    public void Attention(Llama4Config config, int layer, bool chunked, float[] q, float[] k, float[] v, BatchRows rows, float[] output)
+    public void RmsNorm(BufferView x, float[]? weight, float eps, int rows, int dim, BufferView y) => Host.RmsNorm(x, weight, eps, rows, dim, y);
+    public void RopeTables(ReadOnlySpan<int> positions, float[] freqs, BufferView cos, BufferView sin) => Host.RopeTables(positions, freqs, cos, sin);
+    public void AttentionTemperature(ReadOnlySpan<int> positions, float floorScale, float attnScale, BufferView temperature)
+        => Host.AttentionTemperature(positions, floorScale, attnScale, temperature);
+    public void Rope(BufferView x, int rows, int heads, int headDim, BufferView cos, BufferView sin) => Host.Rope(x, rows, heads, headDim, cos, sin);
+    public void ScaleRows(BufferView x, int rows, int dim, BufferView scales) => Host.ScaleRows(x, rows, dim, scales);
+    public void SwiGlu(BufferView gate, BufferView up) => Host.SwiGlu(gate, up);
+    public void Add(BufferView x, BufferView delta) => Host.Add(x, delta);
+    public void Embed(Llama4Weights weights, ReadOnlySpan<int> tokens, BufferView h) => Host.Embed(weights, tokens, h);
+    public void Attention(Llama4Config config, int layer, bool chunked, BufferView q, BufferView k, BufferView v, BatchRows rows, BufferView output)
         => Host.Attention(config, layer, chunked, q, k, v, rows, output);
-
-    /// <summary>Routed experts as a grouped product: each expert's matrices multiply (on the device when uploaded) through <see cref="MatMul"/>.</summary>
-    public void RoutedExperts(FeedForward[] experts, ReadOnlySpan<float> x, int dim, ExpertRouting routing, ForwardWorkspace ws, Span<float> output)
-        => Host.RoutedExperts(experts, x, dim, routing, ws, output);
+    public void RoutedExperts(FeedForward[] experts, BufferView routerLogits, BufferView x, int n, int topK, ForwardWorkspace ws, BufferView output)
+        => Host.RoutedExperts(experts, routerLogits, x, n, topK, ws, output);
 
     public void Dispose()
     {

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Numerics.Tensors;
 using Scout.Kernels;
 using Scout.Kernels.Attention;
@@ -38,17 +37,34 @@ public sealed class CpuBackend : IBackend
     public unsafe IWeightMatrix InputMajor(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset)
         => new InputMajorFloatMatrix(type, data, inputs, outputs, leadingDim, columnOffset, Pool);
 
-    public void MatMul(IWeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y) => w.Multiply(x, n, y);
-
-    public void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, int rows, int dim, Span<float> y)
+    public ActivationBuffer Allocate(WorkspaceBuffer spec)
     {
+        int n = checked((int)spec.Elements);
+        return spec.Integers ? new HostBuffer(new int[n]) : new HostBuffer(new float[n]);
+    }
+
+    public void Upload(ReadOnlySpan<float> source, BufferView destination) => source.CopyTo(destination.HostFloats);
+    public void Upload(ReadOnlySpan<int> source, BufferView destination) => source.CopyTo(destination.HostInts);
+    public void Download(BufferView source, Span<float> destination) => source.HostFloats.CopyTo(destination);
+
+    public void MatMul(IWeightMatrix w, BufferView x, int n, BufferView y) => w.Multiply(x.HostFloats, n, y.HostFloats);
+
+    public void MatMulToHost(IWeightMatrix w, BufferView x, int n, ForwardWorkspace ws, Span<float> y) => w.Multiply(x.HostFloats, n, y);
+
+    public void RmsNorm(BufferView xv, float[]? weight, float eps, int rows, int dim, BufferView yv)
+    {
+        var x = xv.HostFloats;
+        var y = yv.HostFloats;
         for (int r = 0; r < rows; r++) Ops.RmsNorm(x.Slice(r * dim, dim), weight, eps, y.Slice(r * dim, dim));
     }
 
-    public void RopeTables(ReadOnlySpan<int> positions, ReadOnlySpan<float> freqs, Span<float> cos, Span<float> sin)
+    public void RopeTables(ReadOnlySpan<int> positions, float[] freqs, BufferView cosv, BufferView sinv)
     {
+        int rows = positions.Length;
+        var cos = cosv.HostFloats;
+        var sin = sinv.HostFloats;
         int half = freqs.Length;
-        for (int r = 0; r < positions.Length; r++)
+        for (int r = 0; r < rows; r++)
         {
             int pos = positions[r];
             for (int j = 0; j < half; j++)
@@ -60,8 +76,17 @@ public sealed class CpuBackend : IBackend
         }
     }
 
-    public void Rope(Span<float> x, int rows, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    public void AttentionTemperature(ReadOnlySpan<int> positions, float floorScale, float attnScale, BufferView temperature)
     {
+        var t = temperature.HostFloats;
+        for (int r = 0; r < positions.Length; r++) t[r] = AttentionMath.TemperatureScale(positions[r], floorScale, attnScale);
+    }
+
+    public void Rope(BufferView xv, int rows, int heads, int headDim, BufferView cosv, BufferView sinv)
+    {
+        var x = xv.HostFloats;
+        var cos = cosv.HostFloats;
+        var sin = sinv.HostFloats;
         int half = headDim / 2, width = heads * headDim;
         for (int r = 0; r < rows; r++)
         {
@@ -71,16 +96,20 @@ public sealed class CpuBackend : IBackend
         }
     }
 
-    public void ScaleRows(Span<float> x, int dim, ReadOnlySpan<float> scales)
+    public void ScaleRows(BufferView xv, int rows, int dim, BufferView scalesv)
     {
-        for (int r = 0; r < scales.Length; r++)
+        var x = xv.HostFloats;
+        var scales = scalesv.HostFloats;
+        for (int r = 0; r < rows; r++)
         {
             var row = x.Slice(r * dim, dim);
             TensorPrimitives.Multiply(row, scales[r], row);
         }
     }
 
-    public void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+    public void SwiGlu(BufferView gate, BufferView up) => SwiGlu(gate.HostFloats, up.HostFloats);
+
+    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         // silu(g)·u in stack-sized pieces (no scratch buffer, same per-element arithmetic as Ops.SwiGlu).
         const int Piece = 2048;
@@ -96,43 +125,86 @@ public sealed class CpuBackend : IBackend
         }
     }
 
-    public void Add(Span<float> x, ReadOnlySpan<float> delta) => TensorPrimitives.Add(x, delta, x);
-
-    public void Embed(Llama4Weights weights, ReadOnlySpan<int> tokens, Span<float> h)
+    public void Add(BufferView x, BufferView delta)
     {
+        var xs = x.HostFloats;
+        TensorPrimitives.Add(xs, delta.HostFloats, xs);
+    }
+
+    public void Embed(Llama4Weights weights, ReadOnlySpan<int> tokens, BufferView hv)
+    {
+        var h = hv.HostFloats;
         int d = h.Length / Math.Max(1, tokens.Length);
         for (int t = 0; t < tokens.Length; t++) weights.Embed(tokens[t], h.Slice(t * d, d));
     }
 
-    public void RoutedExperts(FeedForward[] experts, ReadOnlySpan<float> x, int dim, ExpertRouting routing, ForwardWorkspace ws, Span<float> output)
+    /// <summary>
+    /// Routing on the host: top-k per row, then a counting sort by expert (rows in order) so each expert's weights
+    /// are read once for all its rows: slot i of expert e holds row SlotRows[i] with gate SlotGates[i].
+    /// </summary>
+    public void RoutedExperts(FeedForward[] experts, BufferView routerLogitsView, BufferView xv, int n, int k, ForwardWorkspace ws, BufferView outputView)
     {
-        int d = dim;
-        for (int e = 0; e < experts.Length; e++)
+        int count = experts.Length, d = ws.Config.HiddenSize;
+        var routerLogits = routerLogitsView.HostFloats;
+        var x = xv.HostFloats;
+        var output = outputView.HostFloats;
+        var choice = ws.Choice.HostInts;
+        var gates = ws.SlotGates.HostFloats;
+        var firstSlot = ws.FirstSlot.AsSpan(0, count + 1);
+        var slotRows = ws.SlotRows;
+        firstSlot.Clear();
+        for (int t = 0; t < n; t++)
         {
-            int from = routing.FirstSlot[e], m = routing.FirstSlot[e + 1] - from;
+            var top = choice.Slice(t * k, k);
+            Llama4Model.TopK(routerLogits.Slice(t * count, count), top);
+            foreach (int e in top) firstSlot[e + 1]++;
+        }
+        for (int e = 0; e < count; e++) firstSlot[e + 1] += firstSlot[e];
+        var fill = ws.Fill.AsSpan(0, count);
+        firstSlot[..count].CopyTo(fill);
+        for (int t = 0; t < n; t++)
+            foreach (int e in choice.Slice(t * k, k))
+            {
+                int slot = fill[e]++;
+                slotRows[slot] = t;
+                gates[slot] = Ops.Sigmoid(routerLogits[t * count + e]);
+            }
+
+        var expertIn = ws.ExpertIn.HostFloats;
+        var expertOut = ws.ExpertOut.HostFloats;
+        var gateAll = ws.Gate.HostFloats;
+        var upAll = ws.Up.HostFloats;
+        for (int e = 0; e < count; e++)
+        {
+            int from = firstSlot[e], m = firstSlot[e + 1] - from;
             if (m == 0) continue;
-            var xin = ws.ExpertIn.AsSpan(0, m * d);
-            var yout = ws.ExpertOut.AsSpan(0, m * d);
+            var xin = expertIn[..(m * d)];
+            var yout = expertOut[..(m * d)];
             for (int i = 0; i < m; i++)
-                TensorPrimitives.Multiply(x.Slice(routing.Rows[from + i] * d, d), routing.Gates[from + i], xin.Slice(i * d, d));
+                TensorPrimitives.Multiply(x.Slice(slotRows[from + i] * d, d), gates[from + i], xin.Slice(i * d, d));
             var ff = experts[e];
             int f = ff.Gate.Rows;
-            var gate = ws.Gate.AsSpan(0, m * f);
-            var up = ws.Up.AsSpan(0, m * f);
+            var gate = gateAll[..(m * f)];
+            var up = upAll[..(m * f)];
             ff.Gate.Multiply(xin, m, gate);
             ff.Up.Multiply(xin, m, up);
             SwiGlu(gate, up);
             ff.Down.Multiply(gate, m, yout);
             for (int i = 0; i < m; i++)
             {
-                var dst = output.Slice(routing.Rows[from + i] * d, d);
+                var dst = output.Slice(slotRows[from + i] * d, d);
                 TensorPrimitives.Add(dst, yout.Slice(i * d, d), dst);
             }
         }
     }
 
-    public void Attention(Llama4Config config, int layer, bool chunked, float[] q, float[] k, float[] v, BatchRows rows, float[] output)
-        => _attention.StoreAndAttend(Pool, config, layer, chunked, q, k, v, rows, output);
+    public void Attention(Llama4Config config, int layer, bool chunked, BufferView q, BufferView k, BufferView v, BatchRows rows, BufferView output)
+        => _attention.StoreAndAttend(Pool, config, layer, chunked, WholeArray(q), WholeArray(k), WholeArray(v), rows, WholeArray(output));
+
+    /// <summary>The array behind a view that starts at its first element (the attention kernels index whole arrays).</summary>
+    private static float[] WholeArray(BufferView v) => v.Buffer is HostBuffer { Floats: var f } && v.Offset == 0
+        ? f
+        : throw new ArgumentException("attention takes views that start at the beginning of a host buffer");
 
     public void Dispose() => Pool.Dispose();
 }

@@ -46,6 +46,12 @@ public sealed class KvCache : IDisposable
     }
     public int MaxContext { get; }
     public int ChunkSize { get; }
+
+    /// <summary>Changes whenever the stored rows are replaced other than by storing new positions (<see cref="Clear"/>,
+    /// <see cref="ShareFrom"/>): a device copy of the cache (the GPU backend's) is valid only for the version it copied.</summary>
+    public long ContentVersion { get; private set; }
+
+    public bool IsDisposed => _disposed;
     public KvType KeyType { get; }
     public KvType ValueType { get; }
     public int PagePositions { get; }
@@ -117,6 +123,7 @@ public sealed class KvCache : IDisposable
         ThrowIfDisposed();
         foreach (var l in Layers) l.ReleaseAll();
         _length = _highWater = 0;
+        ContentVersion++;
     }
 
     /// <summary>
@@ -131,6 +138,7 @@ public sealed class KvCache : IDisposable
         if (!CanShareWith(source))
             throw new ArgumentException("cannot share a KV cache between different models, context lengths or K/V types");
         for (int i = 0; i < Layers.Length; i++) Layers[i].ShareFrom(source.Layers[i]);
+        ContentVersion++;
         _length = source._length;
         _highWater = source._highWater;
     }

@@ -1,4 +1,5 @@
 using Scout.Backends;
+using Scout.Planning;
 
 namespace Scout.Model;
 
@@ -49,7 +50,7 @@ public sealed class Llama4Model : IDisposable
         _ownsBackend = ownsBackend;
         Backend = backend;
         _ropeFreqs = AttentionMath.RopeFrequencies(config.HeadDim, config.RopeTheta, config.RopeScaling, weights.RopeFreqDivisors);
-        _ws = new ForwardWorkspace(config, Math.Max(1, maxRows));
+        _ws = new ForwardWorkspace(config, Math.Max(1, maxRows), backend);
     }
 
     /// <summary>Loads a model from a folder, .safetensors or .gguf (see <see cref="Checkpoint.Open"/>).</summary>
@@ -83,24 +84,24 @@ public sealed class Llama4Model : IDisposable
     public void ReserveRows(int rows)
     {
         lock (_gate)
-            if (rows > _ws.Rows) _ws = new ForwardWorkspace(Config, rows);
+            if (rows > _ws.Rows) _ws = new ForwardWorkspace(Config, rows, Backend);
     }
 
     /// <summary>Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache.</summary>
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
         => ForwardEmbeddings(EmbedTokens(tokens), tokens.Length, cache, logits, mode);
 
-    /// <summary>The token embeddings [n, hidden] of <paramref name="tokens"/> (ids checked against the vocabulary).</summary>
+    /// <summary>The token embeddings [n, hidden] of <paramref name="tokens"/> in host memory (ids checked against the vocabulary).</summary>
     public float[] EmbedTokens(ReadOnlySpan<int> tokens)
     {
-        var h = new float[tokens.Length * Config.HiddenSize];
-        Backend.Embed(Weights, tokens, h);
+        int d = Config.HiddenSize;
+        var h = new float[tokens.Length * d];
+        for (int t = 0; t < tokens.Length; t++) Weights.Embed(tokens[t], h.AsSpan(t * d, d));
         return h;
     }
 
     /// <summary>
     /// Runs n input embeddings [n, hidden] (token embeddings, or image features merged in) through the decoder.
-    /// <paramref name="h"/> is used as the residual stream and is overwritten.
     /// </summary>
     public void ForwardEmbeddings(float[] h, int n, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
         => ForwardSegments(h, [new BatchSegment(cache, n)], logits, mode);
@@ -117,76 +118,124 @@ public sealed class Llama4Model : IDisposable
         if (tokens.Length == 0) throw new ArgumentException("a forward pass needs at least one sequence");
         lock (_gate)
         {
-            if (tokens.Length > _ws.Rows) _ws = new ForwardWorkspace(Config, tokens.Length);
-            var ws = _ws;
-            var segments = ws.Segments;
+            if (tokens.Length > _ws.Rows) _ws = new ForwardWorkspace(Config, tokens.Length, Backend);
+            var segments = _ws.Segments;
             segments.Clear();
             for (int i = 0; i < tokens.Length; i++) segments.Add(new BatchSegment(caches[i], 1));
-            Backend.Embed(Weights, tokens, ws.Input.AsSpan(0, tokens.Length * Config.HiddenSize));
-            try { ForwardSegments(ws.Input, segments, logits, LogitsMode.Last); }
+            var side = Placement.EmbeddingOnDevice ? Device : HostSide;
+            side.Backend.Embed(Weights, tokens, side.Ws.Input.Take(tokens.Length * Config.HiddenSize));
+            try { Decode(segments, side, logits, LogitsMode.Last); }
             finally { segments.Clear(); }
         }
     }
 
     /// <summary>
     /// The decoder over rows that belong to one or more sequences: segment s owns the next segments[s].Count rows of
-    /// <paramref name="h"/> and continues its cache at cache.Length. With <see cref="LogitsMode.Last"/> each segment
-    /// that wants logits gets one row (its last token), in segment order; with All, every row does.
+    /// <paramref name="h"/> (host memory, not modified) and continues its cache at cache.Length. With
+    /// <see cref="LogitsMode.Last"/> each segment that wants logits gets one row (its last token), in segment order;
+    /// with All, every row does.
     /// </summary>
     public void ForwardSegments(float[] h, IReadOnlyList<BatchSegment> segments, Span<float> logits, LogitsMode mode = LogitsMode.All)
     {
-        var c = Config;
-        int d = c.HiddenSize;
+        int d = Config.HiddenSize;
         int n = BatchRows.RowsOf(segments);
         if (h.Length < n * d) throw new ArgumentException($"input holds {h.Length} floats, the batch needs {n * d}");
         lock (_gate)
         {
-            if (n > _ws.Rows) _ws = new ForwardWorkspace(c, n);
-            var ws = _ws;
-            var rows = ws.Batch;
-            rows.Plan(segments);
-            int lastRows = 0;
-            for (int s = 0; s < segments.Count; s++)
-                if (segments[s].WantLogits) ws.LogitRows[lastRows++] = rows.OffsetOf(s) + segments[s].Count - 1;
-            int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => lastRows, _ => 0 };
-            if (logits.Length < logitRows * c.VocabSize)
-                throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {logitRows * c.VocabSize}");
-
-            // Position-dependent factors, once per forward for every layer: RoPE rotations and NoPE temperatures.
-            var positions = ws.Positions.AsSpan(0, n);
-            for (int t = 0; t < n; t++) positions[t] = rows.Position(t);
-            int half = c.HeadDim / 2;
-            Backend.RopeTables(positions, _ropeFreqs, ws.RopeCos.AsSpan(0, n * half), ws.RopeSin.AsSpan(0, n * half));
-            if (c.AttnTemperatureTuning)
-                for (int t = 0; t < n; t++) ws.Temperature[t] = AttentionMath.TemperatureScale(positions[t], c.FloorScale, c.AttnScale);
-
-            var hs = h.AsSpan(0, n * d);
-            var normed = ws.Normed.AsSpan(0, n * d);
-            var delta = ws.Delta.AsSpan(0, n * d);
-            float eps = (float)c.RmsNormEps;
-            for (int layer = 0; layer < c.NumLayers; layer++)
-            {
-                var w = Weights.Layers[layer];
-                Backend.RmsNorm(hs, w.AttentionNorm, eps, n, d, normed);
-                Attention(ws, layer, n, ws.Delta);
-                Backend.Add(hs, delta);
-
-                Backend.RmsNorm(hs, w.FfnNorm, eps, n, d, normed);
-                if (w.Dense is { } dense) FeedForward(ws, dense, normed, n, delta);
-                else MixtureOfExperts(ws, w, n, delta);
-                Backend.Add(hs, delta);
-            }
-            for (int s = 0; s < segments.Count; s++) segments[s].Cache.Length = rows.StartOf(s) + segments[s].Count;
-
-            if (logitRows == 0) return;
-            var finalNormed = normed[..(logitRows * d)];
-            for (int r = 0; r < logitRows; r++)
-            {
-                int row = mode == LogitsMode.All ? r : ws.LogitRows[r];
-                Backend.RmsNorm(hs.Slice(row * d, d), Weights.FinalNorm, eps, 1, d, finalNormed.Slice(r * d, d));
-            }
-            Backend.MatMul(Weights.Output, finalNormed, logitRows, logits[..(logitRows * c.VocabSize)]);
+            if (n > _ws.Rows) _ws = new ForwardWorkspace(Config, n, Backend);
+            var side = LayerSide(0);
+            side.Backend.Upload(h.AsSpan(0, n * d), side.Ws.Input.Take(n * d));
+            Decode(segments, side, logits, mode);
         }
+    }
+
+    /// <summary>The backend and workspace one part of the model runs on.</summary>
+    private readonly record struct Side(IBackend Backend, ForwardWorkspace Ws);
+
+    private Placement Placement => Weights.Placement;
+    private Side Device => new(Backend, _ws);
+    private Side HostSide => new(Backend.Host, _ws.Host);
+    private Side LayerSide(int layer) => Placement.LayerOnDevice(layer) ? Device : HostSide;
+
+    /// <summary>Moves the residual stream (n rows, in <c>Input</c>) from one side to the other.</summary>
+    private Side MoveTo(Side from, Side to, int floats)
+    {
+        if (ReferenceEquals(from.Backend, to.Backend)) return to;
+        if (ReferenceEquals(to.Backend, Backend.Host)) from.Backend.Download(from.Ws.Input.Take(floats), to.Ws.Input.Take(floats).HostFloats);
+        else to.Backend.Upload(from.Ws.Input.Take(floats).HostFloats, to.Ws.Input.Take(floats));
+        return to;
+    }
+
+    /// <summary>The layers and the head over the residual rows in <paramref name="side"/>'s Input (see <see cref="ForwardSegments"/>).</summary>
+    private void Decode(IReadOnlyList<BatchSegment> segments, Side side, Span<float> logits, LogitsMode mode)
+    {
+        var c = Config;
+        int d = c.HiddenSize;
+        var ws = _ws;
+        var rows = ws.Batch;
+        rows.Plan(segments);
+        int n = rows.Count;
+        int lastRows = 0;
+        for (int s = 0; s < segments.Count; s++)
+            if (segments[s].WantLogits) ws.LogitRows[lastRows++] = rows.OffsetOf(s) + segments[s].Count - 1;
+        int logitRows = mode switch { LogitsMode.All => n, LogitsMode.Last => lastRows, _ => 0 };
+        if (logits.Length < logitRows * c.VocabSize)
+            throw new ArgumentException($"logits buffer holds {logits.Length} floats, needs {logitRows * c.VocabSize}");
+
+        // Position-dependent factors, once per forward for every layer: RoPE rotations and NoPE temperatures,
+        // computed on the host and copied to the device when layers run there.
+        var positions = ws.Positions.AsSpan(0, n);
+        for (int t = 0; t < n; t++) positions[t] = rows.Position(t);
+        PositionTables(positions);
+
+        float eps = (float)c.RmsNormEps;
+        for (int layer = 0; layer < c.NumLayers; layer++)
+        {
+            var w = Weights.Layers[layer];
+            side = MoveTo(side, LayerSide(layer), n * d);
+            var (b, lw) = side;
+            var h = lw.Input.Take(n * d);
+            var normed = lw.Normed.Take(n * d);
+            var delta = lw.Delta.Take(n * d);
+            b.RmsNorm(h, w.AttentionNorm, eps, n, d, normed);
+            Attention(side, layer, n, delta);
+            b.Add(h, delta);
+
+            b.RmsNorm(h, w.FfnNorm, eps, n, d, normed);
+            if (w.Dense is { } dense) FeedForward(side, dense, normed, n, delta);
+            else MixtureOfExperts(side, w, n, delta);
+            b.Add(h, delta);
+        }
+        for (int s = 0; s < segments.Count; s++) segments[s].Cache.Length = rows.StartOf(s) + segments[s].Count;
+
+        if (logitRows == 0) return;
+        side = MoveTo(side, Placement.OutputOnDevice ? Device : HostSide, n * d);
+        var hs = side.Ws.Input.Take(n * d);
+        var finalNormed = side.Ws.Normed.Take(logitRows * d);
+        for (int r = 0; r < logitRows; r++)
+        {
+            int row = mode == LogitsMode.All ? r : ws.LogitRows[r];
+            side.Backend.RmsNorm(hs.Slice(row * d, d), Weights.FinalNorm, eps, 1, d, finalNormed.Slice(r * d, d));
+        }
+        side.Backend.MatMulToHost(Weights.Output, finalNormed, logitRows, side.Ws, logits[..(logitRows * c.VocabSize)]);
+    }
+
+    private void PositionTables(ReadOnlySpan<int> positions)
+    {
+        var c = Config;
+        int n = positions.Length, half = c.HeadDim / 2;
+        var (host, hw) = HostSide;
+        var (device, dw) = Device;
+        bool upload = !ReferenceEquals(host, device) && Placement.DeviceLayers > 0;
+        host.RopeTables(positions, _ropeFreqs, hw.RopeCos.Take(n * half), hw.RopeSin.Take(n * half));
+        if (upload)
+        {
+            device.Upload(hw.RopeCos.Take(n * half).HostFloats, dw.RopeCos.Take(n * half));
+            device.Upload(hw.RopeSin.Take(n * half).HostFloats, dw.RopeSin.Take(n * half));
+        }
+        if (!c.AttnTemperatureTuning) return;
+        host.AttentionTemperature(positions, (float)c.FloorScale, (float)c.AttnScale, hw.Temperature.Take(n));
+        if (upload) device.Upload(hw.Temperature.Take(n).HostFloats, dw.Temperature.Take(n));
     }
 
     /// <summary>
@@ -194,89 +243,69 @@ public sealed class Llama4Model : IDisposable
     /// current chunk. NoPE layers: no rotation, temperature-scaled queries, attend to every earlier position.
     /// Each row attends only to its own sequence's keys.
     /// </summary>
-    private void Attention(ForwardWorkspace ws, int layer, int n, float[] output)
+    private void Attention(Side side, int layer, int n, BufferView output)
     {
         var c = Config;
+        var (b, ws) = side;
         var w = Weights.Layers[layer];
         int hd = c.HeadDim, qDim = c.QDim, kvDim = c.KvDim, half = hd / 2;
         bool useRope = c.UsesRope(layer);
         float eps = (float)c.RmsNormEps;
-        var x = ws.Normed.AsSpan(0, n * c.HiddenSize);
-        var q = ws.Q.AsSpan(0, n * qDim);
-        var k = ws.K.AsSpan(0, n * kvDim);
+        var x = ws.Normed.Take(n * c.HiddenSize);
+        var q = ws.Q.Take(n * qDim);
+        var k = ws.K.Take(n * kvDim);
 
-        Backend.MatMul(w.Q, x, n, q);
-        Backend.MatMul(w.K, x, n, k);
-        Backend.MatMul(w.V, x, n, ws.V.AsSpan(0, n * kvDim));
+        b.MatMul(w.Q, x, n, q);
+        b.MatMul(w.K, x, n, k);
+        b.MatMul(w.V, x, n, ws.V.Take(n * kvDim));
         if (useRope)
         {
-            var cos = ws.RopeCos.AsSpan(0, n * half);
-            var sin = ws.RopeSin.AsSpan(0, n * half);
-            Backend.Rope(q, n, c.NumHeads, hd, cos, sin);
-            Backend.Rope(k, n, c.NumKvHeads, hd, cos, sin);
+            var cos = ws.RopeCos.Take(n * half);
+            var sin = ws.RopeSin.Take(n * half);
+            b.Rope(q, n, c.NumHeads, hd, cos, sin);
+            b.Rope(k, n, c.NumKvHeads, hd, cos, sin);
             if (c.UseQkNorm)
             {
-                Backend.RmsNorm(q, default, eps, n * c.NumHeads, hd, q);
-                Backend.RmsNorm(k, default, eps, n * c.NumKvHeads, hd, k);
+                b.RmsNorm(q, null, eps, n * c.NumHeads, hd, q);
+                b.RmsNorm(k, null, eps, n * c.NumKvHeads, hd, k);
             }
         }
         else if (c.AttnTemperatureTuning)
         {
-            Backend.ScaleRows(q, qDim, ws.Temperature.AsSpan(0, n));
+            b.ScaleRows(q, n, qDim, ws.Temperature.Take(n));
         }
 
-        Backend.Attention(c, layer, chunked: useRope, ws.Q, ws.K, ws.V, ws.Batch, ws.Attn);
-        Backend.MatMul(w.O, ws.Attn.AsSpan(0, n * qDim), n, output.AsSpan(0, n * c.HiddenSize));
+        b.Attention(c, layer, chunked: useRope, ws.Q, ws.K, ws.V, _ws.Batch, ws.Attn);
+        b.MatMul(w.O, ws.Attn.Take(n * qDim), n, output);
     }
 
     /// <summary>SwiGLU: down(silu(gate·x) ⊙ up·x).</summary>
-    private void FeedForward(ForwardWorkspace ws, FeedForward ff, ReadOnlySpan<float> x, int n, Span<float> output)
+    private static void FeedForward(Side side, FeedForward ff, BufferView x, int n, BufferView output)
     {
+        var (b, ws) = side;
         int f = ff.Gate.Rows;
-        var gate = ws.Gate.AsSpan(0, n * f);
-        var up = ws.Up.AsSpan(0, n * f);
-        Backend.MatMul(ff.Gate, x, n, gate);
-        Backend.MatMul(ff.Up, x, n, up);
-        Backend.SwiGlu(gate, up);
-        Backend.MatMul(ff.Down, gate, n, output);
+        var gate = ws.Gate.Take(n * f);
+        var up = ws.Up.Take(n * f);
+        b.MatMul(ff.Gate, x, n, gate);
+        b.MatMul(ff.Up, x, n, up);
+        b.SwiGlu(gate, up);
+        b.MatMul(ff.Down, gate, n, output);
     }
 
     /// <summary>
     /// MoE: router logits r = W_router·x; the top-k experts by raw logit are chosen; each chosen expert sees its
     /// input scaled by sigmoid(r_e) (scaling the input, not the output); the shared expert always runs on x.
-    /// Tokens are grouped by expert so each expert's weights are read once per batch.
+    /// The backend groups rows by expert so each expert's weights are read once per batch.
     /// </summary>
-    private void MixtureOfExperts(ForwardWorkspace ws, LayerWeights w, int n, Span<float> output)
+    private void MixtureOfExperts(Side side, LayerWeights w, int n, BufferView output)
     {
         var c = Config;
-        int d = c.HiddenSize, experts = c.NumExperts, k = c.TopK;
-        var x = ws.Normed.AsSpan(0, n * d);
-        var routerLogits = ws.RouterLogits.AsSpan(0, n * experts);
-        Backend.MatMul(w.Router!, x, n, routerLogits);
-        FeedForward(ws, w.SharedExpert!, x, n, output[..(n * d)]);
-
-        // Routing table, grouped by expert (counting sort, tokens in order): slot i holds token SlotRows[i] with gate weight SlotGates[i].
-        var firstSlot = ws.FirstSlot.AsSpan(0, experts + 1);
-        var choice = ws.Choice;
-        firstSlot.Clear();
-        for (int t = 0; t < n; t++)
-        {
-            var top = choice.AsSpan(t * k, k);
-            TopK(routerLogits.Slice(t * experts, experts), top);
-            foreach (int e in top) firstSlot[e + 1]++;
-        }
-        for (int e = 0; e < experts; e++) firstSlot[e + 1] += firstSlot[e];
-        var fill = ws.Fill.AsSpan(0, experts);
-        firstSlot[..experts].CopyTo(fill);
-        for (int t = 0; t < n; t++)
-            foreach (int e in choice.AsSpan(t * k, k))
-            {
-                int slot = fill[e]++;
-                ws.SlotRows[slot] = t;
-                ws.SlotGates[slot] = Kernels.Ops.Sigmoid(routerLogits[t * experts + e]);
-            }
-
-        Backend.RoutedExperts(w.Experts!, x, d, new ExpertRouting(firstSlot, ws.SlotRows.AsSpan(0, n * k), ws.SlotGates.AsSpan(0, n * k)), ws, output[..(n * d)]);
+        var (b, ws) = side;
+        var x = ws.Normed.Take(n * c.HiddenSize);
+        var routerLogits = ws.RouterLogits.Take(n * c.NumExperts);
+        b.MatMul(w.Router!, x, n, routerLogits);
+        FeedForward(side, w.SharedExpert!, x, n, output);
+        b.RoutedExperts(w.Experts!, routerLogits, x, n, c.TopK, ws, output);
     }
 
     /// <summary>Indices of the k largest values (ties: lower index first, as torch.topk on CPU).</summary>

@@ -38,6 +38,12 @@ public sealed record LoadOptions
     /// (llama.cpp's <c>--n-cpu-moe N</c>; <see cref="int.MaxValue"/> = <c>--cpu-moe</c>). No effect on a CPU backend.
     /// </summary>
     public int HostExpertLayers { get; init; }
+
+    /// <summary>
+    /// Layers on the device (llama.cpp's <c>--gpu-layers</c> / -ngl: the last N layers; more than the layer count
+    /// also puts the head there; null: everything). No effect on a CPU backend. See <see cref="Planning.Placement"/>.
+    /// </summary>
+    public int? GpuLayers { get; init; }
 }
 
 /// <summary>All weights of a Llama 4 text model, as zero-copy views over the checkpoint's mapped files.</summary>
@@ -51,6 +57,19 @@ public sealed unsafe class Llama4Weights
     public float[]? RopeFreqDivisors { get; init; }
     /// <summary>Memory owned by these weights (load-time quantized copies), freed with the model.</summary>
     public IDisposable? Owned { get; init; }
+    /// <summary>Which layers' matrices are the backend's and which its host's (everything on a CPU backend).</summary>
+    public Planning.Placement Placement { get; init; } = null!;
+
+    /// <summary>The placement <paramref name="options"/> ask for on <paramref name="backend"/> (everything on one backend when it is the CPU).</summary>
+    public static Planning.Placement PlacementFor(Llama4Config c, IBackend backend, LoadOptions? options)
+    {
+        int hostExperts = options?.HostExpertLayers ?? 0;
+        if (hostExperts < 0) throw new ArgumentException($"layers with routed experts in RAM must not be negative, got {hostExperts}");
+        if (options?.GpuLayers < 0) throw new ArgumentException($"--gpu-layers must not be negative, got {options.GpuLayers}");
+        return ReferenceEquals(backend.Host, backend)
+            ? Planning.Placement.All(c.NumLayers)
+            : new Planning.Placement(c.NumLayers, options?.GpuLayers ?? int.MaxValue, hostExperts);
+    }
 
     /// <summary>The weights of <paramref name="ckpt"/> as matrices of <paramref name="backend"/> (views over the mapped files on the CPU).</summary>
     public static Llama4Weights Load(Checkpoint ckpt, IBackend backend, LoadOptions? options = null)
@@ -60,13 +79,13 @@ public sealed unsafe class Llama4Weights
         LoadTimeQuantizer? q = options?.Quantize is { } t ? new LoadTimeQuantizer(t, backend) : null;
         try
         {
-            int hostExperts = options?.HostExpertLayers ?? 0;
-            if (hostExperts < 0) throw new ArgumentException($"layers with routed experts in RAM must not be negative, got {hostExperts}");
-            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q, hostExperts) : LoadHuggingFace(ckpt, backend, q);
+            var place = PlacementFor(ckpt.Config, backend, options);
+            var w = ckpt.Format == CheckpointFormat.Gguf ? LoadGguf(ckpt, backend, q, place) : LoadHuggingFace(ckpt, backend, q, place);
             ckpt.CheckAllClaimed();
-            return q is null ? w : new Llama4Weights
+            return new Llama4Weights
             {
                 Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
+                Placement = place,
             };
         }
         catch
@@ -85,7 +104,7 @@ public sealed unsafe class Llama4Weights
     private static IWeightMatrix Matrix(IBackend backend, WeightTensor t, long rows, long cols, LoadTimeQuantizer? q = null)
     {
         ExpectShape(t, rows, cols);
-        return q?.RowMajor(t.Type, t.Data, (int)rows, (int)cols) ?? backend.RowMajor(t.Type, t.Data, (int)rows, (int)cols);
+        return q?.RowMajor(t.Type, t.Data, (int)rows, (int)cols, backend) ?? backend.RowMajor(t.Type, t.Data, (int)rows, (int)cols);
     }
 
     private static float[] Vector(WeightTensor t, long n)
@@ -110,7 +129,7 @@ public sealed unsafe class Llama4Weights
         Dense = dense, Router = router, Experts = experts, SharedExpert = shared,
     };
 
-    private static Llama4Weights LoadHuggingFace(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq)
+    private static Llama4Weights LoadHuggingFace(Checkpoint ckpt, IBackend device, LoadTimeQuantizer? lq, Planning.Placement place)
     {
         var c = ckpt.Config;
         string prefix = ckpt.Find("language_model.model.embed_tokens.weight") != null ? "language_model.model." : "model.";
@@ -124,6 +143,8 @@ public sealed unsafe class Llama4Weights
         {
             string p = $"{prefix}layers.{i}.";
             string ff = p + "feed_forward.";
+            var backend = place.LayerOnDevice(i) ? device : device.Host;
+            var expertBackend = place.ExpertsOnDevice(i) ? device : device.Host;
             FeedForward? dense = null, shared = null;
             IWeightMatrix? router = null;
             FeedForward[]? experts = null;
@@ -145,13 +166,13 @@ public sealed unsafe class Llama4Weights
                     byte* dn = down.Data + (long)x * f * d * eb;
                     experts[x] = lq is null
                         ? new FeedForward(
-                            backend.InputMajor(gateUp.Type, gu, d, f, 2 * f, 0),
-                            backend.InputMajor(gateUp.Type, gu, d, f, 2 * f, f),
-                            backend.InputMajor(down.Type, dn, f, d, d, 0))
+                            expertBackend.InputMajor(gateUp.Type, gu, d, f, 2 * f, 0),
+                            expertBackend.InputMajor(gateUp.Type, gu, d, f, 2 * f, f),
+                            expertBackend.InputMajor(down.Type, dn, f, d, d, 0))
                         : new FeedForward(
-                            lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, 0),
-                            lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, f),
-                            lq.InputMajor(down.Type, dn, f, d, d, 0));
+                            lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, 0, expertBackend),
+                            lq.InputMajor(gateUp.Type, gu, d, f, 2 * f, f, expertBackend),
+                            lq.InputMajor(down.Type, dn, f, d, d, 0, expertBackend));
                 }
                 shared = new FeedForward(
                     Matrix(backend, ckpt.Get(ff + "shared_expert.gate_proj.weight"), f, d, lq),
@@ -173,12 +194,12 @@ public sealed unsafe class Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get(prefix + "norm.weight"), c.HiddenSize),
-            Output = Matrix(backend, output, c.VocabSize, c.HiddenSize, lq),
+            Output = Matrix(place.OutputOnDevice ? device : device.Host, output, c.VocabSize, c.HiddenSize, lq),
             Layers = layers,
         };
     }
 
-    private static Llama4Weights LoadGguf(Checkpoint ckpt, IBackend backend, LoadTimeQuantizer? lq, int hostExpertLayers)
+    private static Llama4Weights LoadGguf(Checkpoint ckpt, IBackend device, LoadTimeQuantizer? lq, Planning.Placement place)
     {
         var c = ckpt.Config;
         var embedding = ckpt.Get("token_embd.weight");
@@ -188,6 +209,7 @@ public sealed unsafe class Llama4Weights
         for (int i = 0; i < c.NumLayers; i++)
         {
             string p = $"blk.{i}.";
+            var backend = place.LayerOnDevice(i) ? device : device.Host;
             FeedForward? dense = null, shared = null;
             IWeightMatrix? router = null;
             FeedForward[]? experts = null;
@@ -203,13 +225,13 @@ public sealed unsafe class Llama4Weights
                 ExpectShape(up, e, f, d);
                 ExpectShape(down, e, d, f);
                 experts = new FeedForward[e];
-                var eb = i < hostExpertLayers ? backend.Host : backend;
+                var eb = place.ExpertsOnDevice(i) ? device : device.Host;
                 long gBytes = gate.Type.ByteCount((long)f * d), uBytes = up.Type.ByteCount((long)f * d), dBytes = down.Type.ByteCount((long)d * f);
                 for (int x = 0; x < e; x++)
                     experts[x] = new FeedForward(
-                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d) ?? eb.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
-                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d) ?? eb.RowMajor(up.Type, up.Data + x * uBytes, f, d),
-                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f) ?? eb.RowMajor(down.Type, down.Data + x * dBytes, d, f));
+                        lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d, eb) ?? eb.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
+                        lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d, eb) ?? eb.RowMajor(up.Type, up.Data + x * uBytes, f, d),
+                        lq?.RowMajor(down.Type, down.Data + x * dBytes, d, f, eb) ?? eb.RowMajor(down.Type, down.Data + x * dBytes, d, f));
                 shared = new FeedForward(
                     Matrix(backend, ckpt.Get(p + "ffn_gate_shexp.weight"), f, d, lq),
                     Matrix(backend, ckpt.Get(p + "ffn_up_shexp.weight"), f, d, lq),
@@ -233,7 +255,7 @@ public sealed unsafe class Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get("output_norm.weight"), c.HiddenSize),
-            Output = Matrix(backend, output, c.VocabSize, c.HiddenSize, lq),
+            Output = Matrix(place.OutputOnDevice ? device : device.Host, output, c.VocabSize, c.HiddenSize, lq),
             Layers = layers,
             RopeFreqDivisors = ropeFreqs,
         };

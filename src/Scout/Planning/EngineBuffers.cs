@@ -33,7 +33,7 @@ public static class EngineBuffers
             new("logits (caller's)", "caller", (long)logitRows * c.VocabSize, (long)logitRows * c.VocabSize * sizeof(float)),
         };
         foreach (var b in ForwardWorkspace.Layout(c, tokens))
-            list.Add(new BufferSize(b.Name, "workspace", b.Elements, b.Bytes));
+            if (b.BytesOn(device: false) > 0) list.Add(new BufferSize(b.Name, "workspace", b.Elements, b.Bytes));
         long longestRow = c.RopeLayers.All(r => r) ? Math.Min(context, c.AttentionChunkSize) : context;
         int group = c.NumHeads / Math.Max(1, c.NumKvHeads);
         long scores = threads * Pooled(group * longestRow);

@@ -16,7 +16,7 @@ public class WorkspaceTests(ITestOutputHelper output)
         foreach (var p in typeof(ForwardWorkspace).GetProperties())
         {
             var value = p.GetValue(ws);
-            if (value is float[] f) bytes += f.Length * 4L;
+            if (value is BufferView v) bytes += v.Buffer.Length * 4L;
             else if (value is int[] i) bytes += i.Length * 4L;
             else if (value is BatchRows rows) bytes += 3L * rows.Capacity * 4;
         }
@@ -30,7 +30,8 @@ public class WorkspaceTests(ITestOutputHelper output)
     public void PlanCountsWhatTheWorkspaceAllocates(string model, int rows)
     {
         var c = Llama4Config.FromJsonFile(Fixtures.Text(model, "config.json"));
-        var ws = new ForwardWorkspace(c, rows);
+        using var cpu = new CpuBackend(1);
+        var ws = new ForwardWorkspace(c, rows, cpu);
         var plan = EngineBuffers.ForForward(c, rows, 4096, 1, 2);
         long planned = plan.Buffers.Where(b => b.Phase == "workspace").Sum(b => b.Bytes);
         Assert.Equal(AllocatedBytes(ws), planned);

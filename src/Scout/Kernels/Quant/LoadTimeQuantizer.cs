@@ -7,7 +7,7 @@ namespace Scout.Kernels.Quant;
 /// <summary>
 /// Quantizes float weight matrices while a model loads (e.g. a bf16 Hugging Face checkpoint run as Q4_0): each
 /// matrix is encoded row by row into native memory owned by this object, then served through
-/// the backend's <see cref="IBackend.RowMajor"/> like a quantized GGUF tensor (encoded on its host threads).
+/// the backend's (or the one named per matrix, <c>on</c>) <see cref="IBackend.RowMajor"/> like a quantized GGUF tensor (encoded on its host threads).
 /// Dispose frees the memory.
 /// </summary>
 public sealed unsafe class LoadTimeQuantizer(TensorType target, IBackend backend) : IDisposable
@@ -34,23 +34,23 @@ public sealed unsafe class LoadTimeQuantizer(TensorType target, IBackend backend
     }
 
     /// <summary>A quantized copy of a row-major float matrix (rows = outputs); the source is returned as is when not float or not encodable.</summary>
-    public IWeightMatrix RowMajor(TensorType sourceType, byte* data, int rows, int cols)
+    public IWeightMatrix RowMajor(TensorType sourceType, byte* data, int rows, int cols, IBackend? on = null)
     {
         var type = TypeFor(cols);
-        if (!sourceType.IsFloat() || type == TensorType.F32) return backend.RowMajor(sourceType, data, rows, cols);
+        if (!sourceType.IsFloat() || type == TensorType.F32) return (on ?? backend).RowMajor(sourceType, data, rows, cols);
         long srcRowBytes = sourceType.RowBytes(cols);
         return Encode(type, rows, cols, (r, row) =>
-            Dequantize.ToFloat(sourceType, new ReadOnlySpan<byte>(data + r * srcRowBytes, (int)srcRowBytes), row));
+            Dequantize.ToFloat(sourceType, new ReadOnlySpan<byte>(data + r * srcRowBytes, (int)srcRowBytes), row), on);
     }
 
     /// <summary>
     /// A quantized copy of an input-major matrix W[in, ld] used as y = x·W[:, offset..offset+outputs) (Hugging Face
     /// expert layout): transposed so each output feature becomes one encoded row.
     /// </summary>
-    public IWeightMatrix InputMajor(TensorType sourceType, byte* data, int inputs, int outputs, int leadingDim, int columnOffset)
+    public IWeightMatrix InputMajor(TensorType sourceType, byte* data, int inputs, int outputs, int leadingDim, int columnOffset, IBackend? on = null)
     {
         var type = TypeFor(inputs);
-        if (type == TensorType.F32) return backend.InputMajor(sourceType, data, inputs, outputs, leadingDim, columnOffset);
+        if (type == TensorType.F32) return (on ?? backend).InputMajor(sourceType, data, inputs, outputs, leadingDim, columnOffset);
         int elem = sourceType == TensorType.F32 ? 4 : 2;
         // Decode the [inputs, outputs] slice once, then read columns as rows.
         var slice = new float[(long)inputs * outputs];
@@ -59,10 +59,10 @@ public sealed unsafe class LoadTimeQuantizer(TensorType target, IBackend backend
         return Encode(type, outputs, inputs, (o, row) =>
         {
             for (int i = 0; i < inputs; i++) row[i] = slice[(long)i * outputs + o];
-        });
+        }, on);
     }
 
-    private IWeightMatrix Encode(TensorType type, int rows, int cols, Action<long, float[]> readRow)
+    private IWeightMatrix Encode(TensorType type, int rows, int cols, Action<long, float[]> readRow, IBackend? on)
     {
         long rowBytes = type.RowBytes(cols);
         long total = rowBytes * rows;
@@ -81,7 +81,7 @@ public sealed unsafe class LoadTimeQuantizer(TensorType target, IBackend backend
                 Quantizer.Quantize(type, row, new Span<byte>(dst + r * rowBytes, (int)rowBytes));
             }
         });
-        return backend.RowMajor(type, dst, rows, cols);
+        return (on ?? backend).RowMajor(type, dst, rows, cols);
     }
 
     public void Dispose()
