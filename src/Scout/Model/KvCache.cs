@@ -246,7 +246,8 @@ internal sealed class KvMemory
 }
 
 /// <summary>
-/// One block of native memory holding <see cref="Rows"/> positions: their K rows, then their V rows. Shared between
+/// One block of native memory holding <see cref="Rows"/> positions: their K rows, then their V rows (each head-major,
+/// see <see cref="KvLayer.KeyHead"/>). Shared between
 /// caches by reference count; freed when the last reference is released, or by the finalizer when every cache that
 /// held it was dropped without being disposed.
 /// </summary>
@@ -294,7 +295,7 @@ internal sealed unsafe class KvPage
 
 /// <summary>
 /// One layer of a <see cref="KvCache"/>: a page table over its slots (slot = position, or position mod chunk in a
-/// ring). The attention kernels read rows in place through <see cref="KeyRow"/> / <see cref="ValueRow"/>.
+/// ring). The attention kernels read rows in place through <see cref="KeyHead"/> / <see cref="ValueHead"/>.
 /// </summary>
 internal sealed unsafe class KvLayer
 {
@@ -306,8 +307,10 @@ internal sealed unsafe class KvLayer
     public readonly int KeyRowBytes, ValueRowBytes;
     /// <summary>Bytes of one head's slice of a K / V row.</summary>
     public readonly int KeyHeadBytes, ValueHeadBytes;
+    public readonly int HeadDim, KvHeads;
     private readonly KvPage?[] _pages;
     private readonly KvMemory _memory;
+    private volatile bool _nonFiniteHalves;
 
     public KvLayer(bool ring, long capacity, int pagePositions, KvType keyType, KvType valueType, int kRowBytes, int vRowBytes, int headDim, KvMemory memory)
     {
@@ -318,11 +321,19 @@ internal sealed unsafe class KvLayer
         ValueType = valueType;
         KeyRowBytes = kRowBytes;
         ValueRowBytes = vRowBytes;
+        HeadDim = headDim;
         KeyHeadBytes = checked((int)keyType.RowBytes(headDim));
         ValueHeadBytes = checked((int)valueType.RowBytes(headDim));
+        KvHeads = kRowBytes / KeyHeadBytes;
         _memory = memory;
         _pages = new KvPage?[checked((int)((capacity + pagePositions - 1) / pagePositions))];
     }
+
+    /// <summary>
+    /// Whether an f16 row written here (or in a page shared from another cache) holds an infinity or NaN. The
+    /// kernels' fast half decoding assumes finite values and falls back to the exact decoding when this is set.
+    /// </summary>
+    public bool MayHoldNonFiniteHalves => _nonFiniteHalves;
 
     public long Slot(long pos) => Ring ? pos % Capacity : pos;
 
@@ -340,27 +351,30 @@ internal sealed unsafe class KvLayer
 
     public bool IsAllocated(long pos) => _pages[Slot(pos) / PagePositions] is not null;
 
-    /// <summary>The stored K row of <paramref name="pos"/> (its page must exist).</summary>
-    public byte* KeyRow(long pos)
+    // Page layout, head-major: K of head 0 for the page's rows, K of head 1, …, then V the same way. One head's rows
+    // are contiguous, so a kernel walking one KV head's keys reads memory in order.
+
+    /// <summary>The stored K slice of one head at <paramref name="pos"/> (its page must exist).</summary>
+    public byte* KeyHead(long pos, int head)
     {
         long slot = Slot(pos);
         var page = _pages[slot / PagePositions]!;
-        return page.Data + slot % PagePositions * KeyRowBytes;
+        return page.Data + ((long)head * page.Rows + slot % PagePositions) * KeyHeadBytes;
     }
 
-    /// <summary>The stored V row of <paramref name="pos"/> (its page must exist).</summary>
-    public byte* ValueRow(long pos)
+    /// <summary>The stored V slice of one head at <paramref name="pos"/> (its page must exist).</summary>
+    public byte* ValueHead(long pos, int head)
     {
         long slot = Slot(pos);
         var page = _pages[slot / PagePositions]!;
-        return page.Data + (long)page.Rows * KeyRowBytes + slot % PagePositions * ValueRowBytes;
+        return page.Data + (long)page.Rows * KeyRowBytes + ((long)head * page.Rows + slot % PagePositions) * ValueHeadBytes;
     }
 
     /// <summary>
-    /// Pointers to the K and V rows of positions [pos, pos + count) (plus a byte offset into each row, e.g. one
-    /// head's slice), walking the page table once: one division per call, not one per row.
+    /// Pointers to one head's K and V slices of positions [pos, pos + count), walking the page table once: one
+    /// division per call, not one per row.
     /// </summary>
-    public void RowPointers(long pos, int count, byte** keys, byte** values, int keyOffset, int valueOffset)
+    public void RowPointers(long pos, int count, byte** keys, byte** values, int head)
     {
         long slot = Slot(pos);
         int page = (int)(slot / PagePositions), row = (int)(slot % PagePositions);
@@ -368,11 +382,12 @@ internal sealed unsafe class KvLayer
         while (i < count)
         {
             var pg = _pages[page]!;
-            byte* kb = pg.Data + keyOffset, vb = pg.Data + (long)pg.Rows * KeyRowBytes + valueOffset;
+            byte* kb = pg.Data + (long)head * pg.Rows * KeyHeadBytes;
+            byte* vb = pg.Data + (long)pg.Rows * KeyRowBytes + (long)head * pg.Rows * ValueHeadBytes;
             for (; i < count && row < pg.Rows; i++, row++)
             {
-                keys[i] = kb + (long)row * KeyRowBytes;
-                values[i] = vb + (long)row * ValueRowBytes;
+                keys[i] = kb + (long)row * KeyHeadBytes;
+                values[i] = vb + (long)row * ValueHeadBytes;
             }
             row = 0;
             if (++page == _pages.Length) page = 0; // a ring wraps to its first slot (a full context ends here)
@@ -393,19 +408,31 @@ internal sealed unsafe class KvLayer
             page.Release();
             _pages[index] = own;
         }
-        KvRowCodec.Encode(KeyType, key, KeyRow(pos));
-        KvRowCodec.Encode(ValueType, value, ValueRow(pos));
+        bool nonFinite = false;
+        for (int h = 0; h < KvHeads; h++)
+        {
+            byte* k = KeyHead(pos, h), v = ValueHead(pos, h);
+            KvRowCodec.Encode(KeyType, key.Slice(h * HeadDim, HeadDim), k);
+            KvRowCodec.Encode(ValueType, value.Slice(h * HeadDim, HeadDim), v);
+            if (KeyType.Kind == KvKind.F16) nonFinite |= KvRowCodec.HasNonFiniteHalf((ushort*)k, HeadDim);
+            if (ValueType.Kind == KvKind.F16) nonFinite |= KvRowCodec.HasNonFiniteHalf((ushort*)v, HeadDim);
+        }
+        if (nonFinite) _nonFiniteHalves = true;
     }
 
     public void Read(long pos, Span<float> key, Span<float> value)
     {
         if (!IsAllocated(pos)) throw new InvalidOperationException($"position {pos} was never stored");
-        KvRowCodec.Decode(KeyType, KeyRow(pos), key);
-        KvRowCodec.Decode(ValueType, ValueRow(pos), value);
+        for (int h = 0; h < KvHeads; h++)
+        {
+            KvRowCodec.Decode(KeyType, KeyHead(pos, h), key.Slice(h * HeadDim, HeadDim));
+            KvRowCodec.Decode(ValueType, ValueHead(pos, h), value.Slice(h * HeadDim, HeadDim));
+        }
     }
 
     public void ShareFrom(KvLayer source)
     {
+        if (source._nonFiniteHalves) _nonFiniteHalves = true;
         for (int i = 0; i < _pages.Length; i++)
         {
             var p = source._pages[i];
@@ -428,6 +455,7 @@ internal sealed unsafe class KvLayer
 
     public void ReleaseAll()
     {
+        _nonFiniteHalves = false;
         for (int i = 0; i < _pages.Length; i++)
         {
             _pages[i]?.Release();

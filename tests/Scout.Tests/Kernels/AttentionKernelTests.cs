@@ -19,7 +19,7 @@ public class AttentionKernelTests : IDisposable
     {
         var data = new TheoryData<string, string, int>();
         foreach (var (k, v) in new[] { ("f32", "f32"), ("f16", "f16"), ("bf16", "bf16"), ("q8_0", "q8_0"), ("q4_0", "q4_0"), ("q8_0", "f16"), ("f16", "q4_0") })
-            foreach (int group in new[] { 1, 2, 5 })
+            foreach (int group in new[] { 1, 2, 4, 5 })
                 data.Add(k, v, group);
         return data;
     }
@@ -59,7 +59,9 @@ public class AttentionKernelTests : IDisposable
         return new Setup(config.NumHeads, kvHeads, hd, q, new AttentionRows(n, layers, seqOf, positions, first), caches);
     }
 
-    private static double MaxAbsDiff(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max();
+    /// <summary>Largest |a − b|; +∞ when either side has a NaN where the other does not (LINQ's Max would skip NaNs).</summary>
+    private static double MaxAbsDiff(float[] a, float[] b) =>
+        a.Zip(b, (x, y) => float.IsNaN(x) != float.IsNaN(y) ? double.PositiveInfinity : float.IsNaN(x) ? 0 : Math.Abs((double)x - y)).Max();
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -110,5 +112,52 @@ public class AttentionKernelTests : IDisposable
         var after = new float[size];
         kernels.Attend(_pool, s.Heads, s.KvHeads, s.HeadDim, s.Q, after, rows);
         Assert.Equal(before, after);
+    }
+
+    /// <summary>
+    /// An f16 cache that stored an infinity (a value past 65504) decodes it as infinity, as the reference does — the
+    /// fast half decoding (finite values only) must not turn it into a large finite number.
+    /// </summary>
+    [Fact]
+    public void NonFiniteHalvesDecodeAsTheReferenceDoes()
+    {
+        using var s = Build("f16", "f16", 2, chunked: false);
+        Assert.False(s.Caches[1].Layers[3].MayHoldNonFiniteHalves);
+        int kvDim = s.Caches[1].Layers[3].KeyRowBytes / 2;
+        var v = Enumerable.Repeat(0.5f, kvDim).ToArray();
+        v[3] = 1e6f; // → +inf in f16
+        s.Caches[1].Store(3, 20, new float[kvDim], v, 1);
+        Assert.True(s.Caches[1].Layers[3].MayHoldNonFiniteHalves);
+        int size = s.Rows.Rows * s.Heads * s.HeadDim;
+        var expected = new float[size];
+        AttentionReference.Attend(s.Heads, s.KvHeads, s.HeadDim, s.Q, expected, s.Rows);
+        foreach (var path in AttentionKernels.AvailablePaths())
+        {
+            var actual = new float[size];
+            new AttentionKernels(path).Attend(_pool, s.Heads, s.KvHeads, s.HeadDim, s.Q, actual, s.Rows);
+            for (int i = 0; i < size; i++)
+            {
+                Assert.Equal(float.IsFinite(expected[i]), float.IsFinite(actual[i]));
+                if (float.IsFinite(expected[i])) Assert.True(Math.Abs(expected[i] - actual[i]) < 2e-5, $"{path} element {i}");
+            }
+        }
+        Assert.Contains(expected, x => float.IsPositiveInfinity(x)); // the decode row sees the infinite value
+    }
+
+    /// <summary>Queries too large for the pre-scaled half products (|q| ≥ 2^15) take the exact decoding and still match.</summary>
+    [Fact]
+    public void HugeQueriesMatchTheReference()
+    {
+        using var s = Build("f16", "f16", 2, chunked: false);
+        var q = s.Q.Select((x, i) => i % 7 == 0 ? x * 1e5f : x * 1e-3f).ToArray();
+        int size = s.Rows.Rows * s.Heads * s.HeadDim;
+        var expected = new float[size];
+        AttentionReference.Attend(s.Heads, s.KvHeads, s.HeadDim, q, expected, s.Rows);
+        foreach (var path in AttentionKernels.AvailablePaths())
+        {
+            var actual = new float[size];
+            new AttentionKernels(path).Attend(_pool, s.Heads, s.KvHeads, s.HeadDim, q, actual, s.Rows);
+            Assert.True(MaxAbsDiff(actual, expected) < 2e-5, $"{path}: {MaxAbsDiff(actual, expected):g3}");
+        }
     }
 }

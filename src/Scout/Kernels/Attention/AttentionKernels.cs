@@ -41,7 +41,7 @@ internal readonly record struct AttentionRows(int Rows, KvLayer[] Layers, int[] 
 /// Keys and values are read in their stored type: f32 in place, f16/bf16 widened per row, q8_0/q4_0 keys dotted
 /// with the query quantized to 8-bit blocks (as the weight kernels do), q8_0/q4_0 values dequantized per row.
 /// </summary>
-public sealed unsafe class AttentionKernels
+public sealed unsafe partial class AttentionKernels
 {
     public const int QueryTile = 16;
     public const int KeyTile = 64;
@@ -141,6 +141,7 @@ public sealed unsafe class AttentionKernels
             job.Kernels = this; job.Rows = rows; job.TileStart = tileStart; job.Q = qp; job.Output = op;
             job.Partials = splits > 1 ? _partials : null;
             job.Heads = heads; job.KvHeads = kvHeads; job.HeadDim = headDim; job.Group = group; job.Splits = splits; job.PartialStride = partialStride;
+            job.Blocked = BlockedApplies(Path, headDim);
             try
             {
                 pool.Run(job, jobs);
@@ -237,13 +238,15 @@ public sealed unsafe class AttentionKernels
         public float* Q, Output;
         public float[]? Partials;
         public int Heads, KvHeads, HeadDim, Group, Splits, PartialStride;
+        public bool Blocked;
 
         public void Execute(int index)
         {
             int split = index % Splits;
             int kvHead = index / Splits % KvHeads;
             int tile = index / Splits / KvHeads;
-            Kernels!.RunTile(this, tile, kvHead, split, index);
+            if (Blocked) Kernels!.RunTileBlocked(this, tile, kvHead, split, index);
+            else Kernels!.RunTile(this, tile, kvHead, split, index);
         }
 
         /// <summary>Combines the splits of every (tile, KV head): out = Σ e^(m_s−M)·acc_s / Σ e^(m_s−M)·l_s.</summary>
@@ -287,7 +290,7 @@ public sealed unsafe class AttentionKernels
         [ThreadStatic] private static Scratch? _current;
         public static Scratch ForCurrentThread() => _current ??= new Scratch();
 
-        public float[] Scores = [], Acc = [], Max = [], Sum = [], Key = [], Value = [], QScale = [];
+        public float[] Scores = [], Acc = [], Max = [], Sum = [], Key = [], Value = [], QScale = [], KeyTileRows = [], ValueTileRows = [], QueryScaled = [];
         public sbyte[] QQuant = [];
         public int[] QSums = [];
 
@@ -304,6 +307,9 @@ public sealed unsafe class AttentionKernels
             Sum = new float[queries];
             Key = new float[headDim];
             Value = new float[headDim];
+            KeyTileRows = new float[KeyTile * headDim];
+            ValueTileRows = new float[KeyTile * headDim];
+            QueryScaled = new float[queries * headDim];
             QQuant = new sbyte[queries * headDim];
             QScale = new float[queries * ((headDim + 31) / 32)];
             QSums = new int[queries * ((headDim + 31) / 32)];
@@ -361,7 +367,7 @@ public sealed unsafe class AttentionKernels
             {
                 int kn = Math.Min(KeyTile, to - k0);
                 // Scores of the tile, masked rows at -inf.
-                layer.RowPointers(k0, kn, kptr, vptr, kvHead * layer.KeyHeadBytes, kvHead * layer.ValueHeadBytes);
+                layer.RowPointers(k0, kn, kptr, vptr, kvHead);
                 for (int j = 0; j < kn; j++)
                 {
                     int pos = k0 + j;
@@ -433,26 +439,32 @@ public sealed unsafe class AttentionKernels
                 }
             }
 
-            if (job.Partials is null)
+            WriteTileResult(job, qv, queries, hd, acc, mrow, lrow, jobIndex);
+        }
+    }
+
+    /// <summary>The tile's normalised output rows, or its (max, sum, accumulator) triples when the keys are split.</summary>
+    private static void WriteTileResult(Job job, float** qv, int queries, int hd, float* acc, float* mrow, float* lrow, int jobIndex)
+    {
+        if (job.Partials is null)
+        {
+            for (int qi = 0; qi < queries; qi++)
             {
+                float* dst = qv[qi] - job.Q + job.Output;
+                float inv = 1f / lrow[qi];
+                for (int e = 0; e < hd; e++) dst[e] = acc[qi * hd + e] * inv;
+            }
+        }
+        else
+        {
+            fixed (float* part = job.Partials)
                 for (int qi = 0; qi < queries; qi++)
                 {
-                    float* dst = qv[qi] - job.Q + job.Output;
-                    float inv = 1f / lrow[qi];
-                    for (int e = 0; e < hd; e++) dst[e] = acc[qi * hd + e] * inv;
+                    float* p = part + (long)jobIndex * job.PartialStride + qi * (hd + 2);
+                    p[0] = mrow[qi];
+                    p[1] = lrow[qi];
+                    new Span<float>(acc + qi * hd, hd).CopyTo(new Span<float>(p + 2, hd));
                 }
-            }
-            else
-            {
-                fixed (float* part = job.Partials)
-                    for (int qi = 0; qi < queries; qi++)
-                    {
-                        float* p = part + (long)jobIndex * job.PartialStride + qi * (hd + 2);
-                        p[0] = mrow[qi];
-                        p[1] = lrow[qi];
-                        new Span<float>(acc + qi * hd, hd).CopyTo(new Span<float>(p + 2, hd));
-                    }
-            }
         }
     }
 

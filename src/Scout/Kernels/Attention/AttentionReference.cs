@@ -33,7 +33,7 @@ internal static unsafe class AttentionReference
                 double max = double.NegativeInfinity;
                 for (int k = first; k <= last; k++)
                 {
-                    byte* krow = layer.KeyRow(k) + kvHead * layer.KeyHeadBytes;
+                    byte* krow = layer.KeyHead(k, kvHead);
                     double s;
                     if (quantKeys) s = QuantizedDot(layer.KeyType.Kind, krow, qq, qd, hd);
                     else
@@ -50,7 +50,7 @@ internal static unsafe class AttentionReference
                 var acc = new double[hd];
                 for (int k = first; k <= last; k++)
                 {
-                    KvRowCodec.Decode(layer.ValueType, layer.ValueRow(k) + kvHead * layer.ValueHeadBytes, value);
+                    KvRowCodec.Decode(layer.ValueType, layer.ValueHead(k, kvHead), value);
                     for (int e = 0; e < hd; e++) acc[e] += scores[k - first] / sum * value[e];
                 }
                 for (int e = 0; e < hd; e++) output[(r * heads + h) * hd + e] = (float)acc[e];

@@ -66,6 +66,22 @@ internal static unsafe class KvRowCodec
         }
     }
 
+    /// <summary>Whether any of the <paramref name="n"/> halves at <paramref name="p"/> is an infinity or NaN (all-ones exponent).</summary>
+    public static bool HasNonFiniteHalf(ushort* p, int n)
+    {
+        int i = 0;
+        var mask = Vector128.Create((ushort)0x7C00);
+        var any = Vector128<ushort>.Zero;
+        for (; i + 8 <= n; i += 8)
+        {
+            var e = Vector128.Load(p + i) & mask;
+            any |= Vector128.Equals(e, mask);
+        }
+        bool found = any != Vector128<ushort>.Zero;
+        for (; i < n; i++) found |= (p[i] & 0x7C00) == 0x7C00;
+        return found;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort FloatToBf16(float f)
     {
