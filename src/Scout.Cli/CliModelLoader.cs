@@ -36,7 +36,10 @@ public static class CliModelLoader
             Prefetch(ctx, ckpt.Files, bytes, interactive);
         ctx.Err.WriteLine($"loaded {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}: {c.NumLayers} layers, {c.NumExperts} experts, {bytes / 1048576.0:F1} MiB mapped in {watch.Elapsed.TotalSeconds:F2} s on {model.Backend.Name}");
         if (model.Backend is Scout.Gpu.GpuBackend gpu)
+        {
             ctx.Err.WriteLine($"{gpu.DeviceName}: {gpu.DeviceMatrices} matrices ({gpu.UploadedBytes / 1048576.0:F1} MiB) uploaded, {gpu.HostMatrices} kept on the CPU");
+            ctx.Err.WriteLine($"placement: {model.Weights.Placement.Describe()}");
+        }
         return model;
     }
 

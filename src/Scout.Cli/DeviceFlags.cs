@@ -9,7 +9,7 @@ public sealed class DeviceFlags
 {
     public readonly Option<string> Device = new("--device")
     {
-        Description = "where the model runs: cpu, cuda or cuda:N (weight matrices on the GPU through ILGPU; other ops on the CPU)",
+        Description = "where the model runs: cpu, cuda or cuda:N (the forward pass on the GPU through ILGPU; see --gpu-layers, --cpu-moe)",
         DefaultValueFactory = _ => "cpu",
     };
     public readonly Option<int> Threads = new("--threads")
@@ -28,13 +28,25 @@ public sealed class DeviceFlags
         DefaultValueFactory = _ => 0,
     };
 
-    public IEnumerable<Option> Options => [Device, Threads, CpuMoe, NCpuMoe];
+    public readonly Option<int?> GpuLayers = new("--gpu-layers", "-ngl")
+    {
+        Description = "layers on the --device, as llama.cpp's -ngl: the last N layers; more than the layer count (e.g. 999) also puts the head there (default: everything)",
+    };
+
+    public IEnumerable<Option> Options => [Device, Threads, GpuLayers, CpuMoe, NCpuMoe];
 
     /// <summary>Layers whose routed experts stay in RAM (<see cref="Scout.Model.LoadOptions.HostExpertLayers"/>).</summary>
     public int HostExpertLayers(ParseResult p)
     {
         if (p.GetValue(NCpuMoe) < 0) throw new CliException("--n-cpu-moe must not be negative");
         return p.GetValue(CpuMoe) ? int.MaxValue : p.GetValue(NCpuMoe);
+    }
+
+    /// <summary><paramref name="options"/> with the placement flags (--gpu-layers, --cpu-moe, --n-cpu-moe) applied.</summary>
+    public Scout.Model.LoadOptions LoadOptions(ParseResult p, Scout.Model.LoadOptions? options = null)
+    {
+        if (p.GetValue(GpuLayers) is < 0) throw new CliException("--gpu-layers must not be negative");
+        return (options ?? new Scout.Model.LoadOptions()) with { HostExpertLayers = HostExpertLayers(p), GpuLayers = p.GetValue(GpuLayers) };
     }
 
     /// <summary>The backend the flags ask for; a device that cannot be opened is a clear CLI error, not a crash.</summary>

@@ -27,7 +27,7 @@ public static class BenchCommand
         var randomDepth = new Option<bool>("--random-depth") { Description = "fill --depth with random K/V rows instead of prefilling through the model (for very long contexts; not comparable with llama-bench -d)" };
         var kv = new KvCacheFlags();
         var cmd = new Command("bench", "Measure prompt processing and generation speed (tokens/s) against the memory-bandwidth bound")
-            { model, threads, prompt, gen, reps, json, noProbe, depth, batch, randomDepth, kv.KeyType, kv.ValueType, kv.Both, device.Device, device.CpuMoe, device.NCpuMoe };
+            { model, threads, prompt, gen, reps, json, noProbe, depth, batch, randomDepth, kv.KeyType, kv.ValueType, kv.Both, device.Device, device.GpuLayers, device.CpuMoe, device.NCpuMoe };
         ctx.SetAction(cmd, p =>
         {
             int t = p.GetValue(threads), pp = p.GetValue(prompt), tg = p.GetValue(gen), r = p.GetValue(reps);
@@ -40,7 +40,7 @@ public static class BenchCommand
             var bench = new BenchCache(kt, vt, p.GetValue(depth), p.GetValue(batch), p.GetValue(randomDepth));
             string path = p.GetValue(model)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"model not found: {path}");
-            using var m = Llama4Model.Load(path, options: new LoadOptions { HostExpertLayers = device.HostExpertLayers(p) }, backend: device.Create(p, t), ownsBackend: true);
+            using var m = Llama4Model.Load(path, options: device.LoadOptions(p), backend: device.Create(p, t), ownsBackend: true);
             var report = Run(m, Path.GetFileName(path), t, pp, tg, r, !p.GetValue(noProbe), bench);
             if (p.GetValue(json)) ctx.Out.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
             else Print(ctx.Out, report);

@@ -50,7 +50,7 @@ public sealed class GenerationFlags
         if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"--model: {path} does not exist");
         if (p.GetValue(Context) < 2) throw new CliException($"--context must be at least 2, got {p.GetValue(Context)}");
         var tokens = TokenizerSource.Resolve(path, p.GetValue(Tokenizer));
-        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), new LoadOptions { HostExpertLayers = Device.HostExpertLayers(p), CheckTensors = p.GetValue(CheckTensors) });
+        var model = CliModelLoader.Load(ctx, path, null, Device.Create(p), Device.LoadOptions(p, new LoadOptions { CheckTensors = p.GetValue(CheckTensors) }));
         if (tokens.Tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

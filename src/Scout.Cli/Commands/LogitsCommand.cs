@@ -41,7 +41,7 @@ public static class LogitsCommand
             else
             {
                 using var m = Llama4Model.Load(p.GetValue(model)!, p.GetValue(config),
-                    options: (ParseLoadOptions(p.GetValue(quantize), p.GetValue(check)) ?? new LoadOptions()) with { HostExpertLayers = deviceFlags.HostExpertLayers(p) },
+                    options: deviceFlags.LoadOptions(p, ParseLoadOptions(p.GetValue(quantize), p.GetValue(check))),
                     backend: deviceFlags.Create(p), ownsBackend: true);
                 logits = Compute(m, ids, p.GetValue(decode), keyType, valueType);
                 vocab = m.Config.VocabSize;

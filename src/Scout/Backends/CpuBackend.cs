@@ -34,6 +34,23 @@ public sealed class CpuBackend : IBackend
 
     public unsafe IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols) => WeightMatrix.RowMajor(type, data, rows, cols, Pool);
 
+    public unsafe FeedForward[] StackedExperts(TensorType gateType, byte* gate, TensorType upType, byte* up, TensorType downType, byte* down, int experts, int ffn, int dim)
+        => StackedExperts(this, gateType, gate, upType, up, downType, down, experts, ffn, dim);
+
+    /// <summary>One row-major matrix per expert over the stacks, made by <paramref name="backend"/>.</summary>
+    public static unsafe FeedForward[] StackedExperts(IBackend backend, TensorType gateType, byte* gate, TensorType upType, byte* up, TensorType downType, byte* down,
+        int experts, int ffn, int dim)
+    {
+        long gBytes = gateType.ByteCount((long)ffn * dim), uBytes = upType.ByteCount((long)ffn * dim), dBytes = downType.ByteCount((long)dim * ffn);
+        var list = new FeedForward[experts];
+        for (int x = 0; x < experts; x++)
+            list[x] = new FeedForward(
+                backend.RowMajor(gateType, gate + x * gBytes, ffn, dim),
+                backend.RowMajor(upType, up + x * uBytes, ffn, dim),
+                backend.RowMajor(downType, down + x * dBytes, dim, ffn));
+        return list;
+    }
+
     public unsafe IWeightMatrix InputMajor(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset)
         => new InputMajorFloatMatrix(type, data, inputs, outputs, leadingDim, columnOffset, Pool);
 

@@ -83,6 +83,7 @@ public sealed class ForwardWorkspace
     public const int HeadRows = 8;
 
     private readonly long _bytes;
+    private readonly List<ActivationBuffer> _allocated = new();
 
     public ForwardWorkspace(Llama4Config config, int rows, IBackend backend)
     {
@@ -97,7 +98,9 @@ public sealed class ForwardWorkspace
         {
             if (!layout.TryGetValue(name, out var b)) return new HostBuffer(Array.Empty<float>()).All;
             if (b.Place == BufferPlace.DeviceOnly && !device) return new HostBuffer(Array.Empty<float>()).All;
-            return backend.Allocate(b).All;
+            var buffer = backend.Allocate(b);
+            _allocated.Add(buffer);
+            return buffer.All;
         }
         // A device workspace shares the host tables of its host workspace.
         Host = device ? new ForwardWorkspace(config, rows, backend.Host) : this;
@@ -127,6 +130,14 @@ public sealed class ForwardWorkspace
         SlotRows = device ? Host.SlotRows : I("slot rows");
         FirstSlot = device ? Host.FirstSlot : I("expert slots");
         Fill = device ? Host.Fill : I("expert fill");
+    }
+
+    /// <summary>Frees the buffers that hold memory outside the managed heap (a device's) — the workspace is not used after.</summary>
+    public void Release()
+    {
+        foreach (var b in _allocated) (b as IDisposable)?.Dispose();
+        _allocated.Clear();
+        if (!ReferenceEquals(Host, this)) Host.Release();
     }
 
     /// <summary>Bytes this workspace holds on its backend (a device workspace's <see cref="Host"/> counts its own).</summary>

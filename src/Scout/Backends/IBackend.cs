@@ -27,6 +27,13 @@ public interface IBackend : IDisposable
     /// in the form this backend multiplies with. The data stays where it is (a mapped file) unless the backend copies it to its device.</summary>
     unsafe IWeightMatrix RowMajor(TensorType type, byte* data, int rows, int cols);
 
+    /// <summary>
+    /// The routed experts of one MoE layer from stacked [experts, rows, cols] tensors (GGUF's <c>*_exps</c>): gate and
+    /// up [experts, <paramref name="ffn"/>, <paramref name="dim"/>], down [experts, dim, ffn]. A device backend uploads
+    /// each stack once so one grouped product (MUL_MAT_ID) reads every expert.
+    /// </summary>
+    unsafe FeedForward[] StackedExperts(TensorType gateType, byte* gate, TensorType upType, byte* up, TensorType downType, byte* down, int experts, int ffn, int dim);
+
     /// <summary>An input-major float matrix W[inputs, leadingDim], y = x·W[:, offset..offset+outputs) (Hugging Face expert tensors).</summary>
     unsafe IWeightMatrix InputMajor(TensorType type, byte* data, int inputs, int outputs, int leadingDim, int columnOffset);
 

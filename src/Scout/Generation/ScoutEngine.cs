@@ -67,12 +67,14 @@ public sealed class ScoutEngine : IDisposable
     }
 
     /// <summary>Loads weights and the tokenizer found for them (see <see cref="TokenizerSource"/>).</summary>
-    /// <param name="backend">where the model runs; the caller keeps ownership (default: a CPU backend on every core, owned by the engine's model)</param>
+    /// <param name="backend">where the model runs; the caller keeps ownership (default: a CPU backend on every core, owned by the engine's model).
+    /// A GPU backend: <c>Scout.Gpu.DeviceSelection.Create("cuda")</c>.</param>
+    /// <param name="loadOptions">placement on a device backend (<see cref="LoadOptions.GpuLayers"/>, <see cref="LoadOptions.HostExpertLayers"/>) and load checks</param>
     public static ScoutEngine Load(string modelPath, string? tokenizerPath = null, SchedulerOptions? options = null,
-        string? modelId = null, Action<int, int>? progress = null, Backends.IBackend? backend = null)
+        string? modelId = null, Action<int, int>? progress = null, Backends.IBackend? backend = null, LoadOptions? loadOptions = null)
     {
         var tokens = TokenizerSource.Resolve(modelPath, tokenizerPath);
-        var model = Llama4Model.Load(modelPath, null, progress, backend: backend);
+        var model = Llama4Model.Load(modelPath, null, progress, loadOptions, backend: backend);
         try
         {
             return new ScoutEngine(model, tokens, options, modelId ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath)), ownsModel: true);

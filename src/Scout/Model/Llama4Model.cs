@@ -84,7 +84,15 @@ public sealed class Llama4Model : IDisposable
     public void ReserveRows(int rows)
     {
         lock (_gate)
-            if (rows > _ws.Rows) _ws = new ForwardWorkspace(Config, rows, Backend);
+            if (rows > _ws.Rows) Grow(rows);
+    }
+
+    /// <summary>Replaces the workspace by one for <paramref name="rows"/> rows (the old one's device memory is freed).</summary>
+    private void Grow(int rows)
+    {
+        var old = _ws;
+        _ws = new ForwardWorkspace(Config, rows, Backend);
+        old.Release();
     }
 
     /// <summary>Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache.</summary>
@@ -118,7 +126,7 @@ public sealed class Llama4Model : IDisposable
         if (tokens.Length == 0) throw new ArgumentException("a forward pass needs at least one sequence");
         lock (_gate)
         {
-            if (tokens.Length > _ws.Rows) _ws = new ForwardWorkspace(Config, tokens.Length, Backend);
+            if (tokens.Length > _ws.Rows) Grow(tokens.Length);
             var segments = _ws.Segments;
             segments.Clear();
             for (int i = 0; i < tokens.Length; i++) segments.Add(new BatchSegment(caches[i], 1));
@@ -142,7 +150,7 @@ public sealed class Llama4Model : IDisposable
         if (h.Length < n * d) throw new ArgumentException($"input holds {h.Length} floats, the batch needs {n * d}");
         lock (_gate)
         {
-            if (n > _ws.Rows) _ws = new ForwardWorkspace(Config, n, Backend);
+            if (n > _ws.Rows) Grow(n);
             var side = LayerSide(0);
             side.Backend.Upload(h.AsSpan(0, n * d), side.Ws.Input.Take(n * d));
             Decode(segments, side, logits, mode);
@@ -328,6 +336,7 @@ public sealed class Llama4Model : IDisposable
     {
         _checkpoint?.Dispose();
         Weights.Owned?.Dispose();
+        _ws.Release();
         if (_ownsBackend) Backend.Dispose();
     }
 }

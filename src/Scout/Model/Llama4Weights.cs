@@ -52,6 +52,8 @@ public sealed unsafe class Llama4Weights
     public required WeightTensor Embedding { get; init; }
     public required float[] FinalNorm { get; init; }
     public required IWeightMatrix Output { get; init; }
+    /// <summary>The token embedding as a matrix of the device backend when the lookup runs there (<see cref="Planning.Placement.EmbeddingOnDevice"/>); null otherwise.</summary>
+    public IWeightMatrix? EmbeddingMatrix { get; init; }
     public required LayerWeights[] Layers { get; init; }
     /// <summary>Per-frequency RoPE divisors from a GGUF's rope_freqs tensor, when present.</summary>
     public float[]? RopeFreqDivisors { get; init; }
@@ -85,7 +87,7 @@ public sealed unsafe class Llama4Weights
             return new Llama4Weights
             {
                 Embedding = w.Embedding, FinalNorm = w.FinalNorm, Output = w.Output, Layers = w.Layers, RopeFreqDivisors = w.RopeFreqDivisors, Owned = q,
-                Placement = place,
+                Placement = place, EmbeddingMatrix = w.EmbeddingMatrix,
             };
         }
         catch
@@ -133,10 +135,10 @@ public sealed unsafe class Llama4Weights
     {
         var c = ckpt.Config;
         string prefix = ckpt.Find("language_model.model.embed_tokens.weight") != null ? "language_model.model." : "model.";
-        string head = prefix == "model." ? "lm_head.weight" : "language_model.lm_head.weight";
+        string headName = prefix == "model." ? "lm_head.weight" : "language_model.lm_head.weight";
         var embedding = ckpt.Get(prefix + "embed_tokens.weight");
         ExpectShape(embedding, c.VocabSize, c.HiddenSize);
-        var output = c.TieWordEmbeddings && ckpt.Find(head) is null ? embedding : ckpt.Get(head);
+        var output = c.TieWordEmbeddings && ckpt.Find(headName) is null ? embedding : ckpt.Get(headName);
 
         var layers = new LayerWeights[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
@@ -190,11 +192,13 @@ public sealed unsafe class Llama4Weights
             layers[i] = LayerCommon(backend, c, ckpt.Get, p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
                 p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight", dense, router, experts, shared, lq);
         }
+        var head = Matrix(place.OutputOnDevice ? device : device.Host, output, c.VocabSize, c.HiddenSize, lq);
         return new Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get(prefix + "norm.weight"), c.HiddenSize),
-            Output = Matrix(place.OutputOnDevice ? device : device.Host, output, c.VocabSize, c.HiddenSize, lq),
+            Output = head,
+            EmbeddingMatrix = DeviceEmbedding(device, place, embedding, output, head, lq),
             Layers = layers,
         };
     }
@@ -224,10 +228,10 @@ public sealed unsafe class Llama4Weights
                 ExpectShape(gate, e, f, d);
                 ExpectShape(up, e, f, d);
                 ExpectShape(down, e, d, f);
-                experts = new FeedForward[e];
                 var eb = place.ExpertsOnDevice(i) ? device : device.Host;
                 long gBytes = gate.Type.ByteCount((long)f * d), uBytes = up.Type.ByteCount((long)f * d), dBytes = down.Type.ByteCount((long)d * f);
-                for (int x = 0; x < e; x++)
+                experts = lq is null ? eb.StackedExperts(gate.Type, gate.Data, up.Type, up.Data, down.Type, down.Data, e, f, d) : new FeedForward[e];
+                for (int x = 0; lq is not null && x < e; x++)
                     experts[x] = new FeedForward(
                         lq?.RowMajor(gate.Type, gate.Data + x * gBytes, f, d, eb) ?? eb.RowMajor(gate.Type, gate.Data + x * gBytes, f, d),
                         lq?.RowMajor(up.Type, up.Data + x * uBytes, f, d, eb) ?? eb.RowMajor(up.Type, up.Data + x * uBytes, f, d),
@@ -251,14 +255,24 @@ public sealed unsafe class Llama4Weights
         float[]? ropeFreqs = null;
         if (ckpt.Find("rope_freqs.weight") is { } rf)
             ropeFreqs = Vector(rf, c.HeadDim / 2);
+        var head = Matrix(place.OutputOnDevice ? device : device.Host, output, c.VocabSize, c.HiddenSize, lq);
         return new Llama4Weights
         {
             Embedding = embedding,
             FinalNorm = Vector(ckpt.Get("output_norm.weight"), c.HiddenSize),
-            Output = Matrix(place.OutputOnDevice ? device : device.Host, output, c.VocabSize, c.HiddenSize, lq),
+            Output = head,
+            EmbeddingMatrix = DeviceEmbedding(device, place, embedding, output, head, lq),
             Layers = layers,
             RopeFreqDivisors = ropeFreqs,
         };
+    }
+
+    /// <summary>The embedding on the device when the lookup runs there: the head's matrix when the head is the same tensor (tied), else its own upload.</summary>
+    private static IWeightMatrix? DeviceEmbedding(IBackend device, Planning.Placement place, WeightTensor embedding, WeightTensor output, IWeightMatrix head, LoadTimeQuantizer? lq)
+    {
+        if (!place.EmbeddingOnDevice || ReferenceEquals(device.Host, device)) return null;
+        if (ReferenceEquals(embedding, output) && lq is null) return head;
+        return device.RowMajor(embedding.Type, embedding.Data, (int)embedding.Shape[0], (int)embedding.Shape[1]);
     }
 
     /// <summary>Writes the embedding of <paramref name="token"/> into <paramref name="dst"/> (ids outside the vocabulary are refused).</summary>
