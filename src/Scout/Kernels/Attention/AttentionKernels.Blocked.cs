@@ -9,7 +9,8 @@ using Scout.Planning;
 namespace Scout.Kernels.Attention;
 
 /// <summary>
-/// The register-blocked tile kernel of the AVX-512 path (head_dim a multiple of 16). Per key tile:
+/// The register-blocked tile kernel of the AVX-512 path (head_dim a multiple of 16) and, with 2-query blocks of 8
+/// lanes, of the AVX2 path (head_dim a multiple of 8). Per key tile:
 /// scores S = Q·Kᵀ with 4 queries × 4 keys of accumulators (each K chunk loaded once for four queries, one
 /// 4-way horizontal reduction per 16 scores), an online softmax on whole score rows (vectorised exp), then
 /// acc += P·V with 4 queries × 64 output lanes held in registers across the tile's keys (each V chunk loaded once
@@ -22,12 +23,16 @@ public sealed unsafe partial class AttentionKernels
     private interface IRowLoad
     {
         static abstract Vector512<float> Load(byte* row, int e);
+        /// <summary>8 floats from element <c>e</c> (the AVX2 path).</summary>
+        static abstract Vector256<float> Load8(byte* row, int e);
     }
 
     private struct F32Load : IRowLoad
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load(byte* row, int e) => Vector512.Load((float*)row + e);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int e) => Vector256.Load((float*)row + e);
     }
 
     /// <summary>
@@ -47,6 +52,16 @@ public sealed unsafe partial class AttentionKernels
             var special = Vector512.Equals(x & Vector512.Create(0x0F800000), Vector512.Create(0x0F800000));
             return (f.AsInt32() | (special & Vector512.Create(0x7F800000))).AsSingle();
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int e)
+        {
+            var h = Avx2.ConvertToVector256Int32((short*)row + e);
+            var x = Vector256.ShiftLeft(h, 13) & Vector256.Create(unchecked((int)0x8FFFE000));
+            var f = x.AsSingle() * Vector256.Create(HalfRescale);
+            var special = Vector256.Equals(x & Vector256.Create(0x0F800000), Vector256.Create(0x0F800000));
+            return (f.AsInt32() | (special & Vector256.Create(0x7F800000))).AsSingle();
+        }
     }
 
     /// <summary>
@@ -57,6 +72,8 @@ public sealed unsafe partial class AttentionKernels
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load(byte* row, int e) => F16RawLoad.Load(row, e) * Vector512.Create(HalfRescale);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int e) => F16RawLoad.Load8(row, e) * Vector256.Create(HalfRescale);
     }
 
     /// <summary>
@@ -73,6 +90,13 @@ public sealed unsafe partial class AttentionKernels
             var h = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)row + e));
             return (Vector512.ShiftLeft(h, 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle();
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int e)
+        {
+            var h = Avx2.ConvertToVector256Int32((short*)row + e);
+            return (Vector256.ShiftLeft(h, 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
+        }
     }
 
     private const float HalfRescale = 5.192296858534828e33f; // 2^112
@@ -83,9 +107,12 @@ public sealed unsafe partial class AttentionKernels
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load(byte* row, int e) =>
             Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)row + e)), 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, int e) => Vector256.ShiftLeft(Avx2.ConvertToVector256Int32((ushort*)row + e), 16).AsSingle();
     }
 
-    private static bool BlockedApplies(AttentionPath path, int headDim) => path == AttentionPath.Avx512 && headDim % 16 == 0;
+    private static bool BlockedApplies(AttentionPath path, int headDim) =>
+        (path == AttentionPath.Avx512 && headDim % 16 == 0) || (path == AttentionPath.Avx2 && headDim % 8 == 0);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunTileBlocked(Job job, int tile, int kvHead, int split, int jobIndex)
@@ -114,6 +141,7 @@ public sealed unsafe partial class AttentionKernels
         int blocks = hd / 32;
         var qpath = QuantPath;
 
+        bool v512 = Path == AttentionPath.Avx512; // else AVX2 (8 lanes)
         bool exactHalves = layer.MayHoldNonFiniteHalves; // an inf/NaN half was stored: decode every half exactly
         fixed (float* scores = sc.Scores, acc = sc.Acc, mrow = sc.Max, lrow = sc.Sum, ktile = sc.KeyTileRows, vtile = sc.ValueTileRows, qd = sc.QScale, qscaled = sc.QueryScaled)
         fixed (sbyte* qq = sc.QQuant)
@@ -166,15 +194,15 @@ public sealed unsafe partial class AttentionKernels
                                 ? DotKernels.DotQ8_0(qpath, kptr[j], qq + qi * hd, qd + qi * blocks, blocks)
                                 : DotKernels.DotQ4_0(qpath, kptr[j], qq + qi * hd, qd + qi * blocks, qs + qi * blocks, blocks));
                 }
-                else if (kKind == KvKind.F32) Scores<F32Load>(qv, queries, kptr, kn, hd, scale, scores);
+                else if (kKind == KvKind.F32) Scores<F32Load>(v512, qv, queries, kptr, kn, hd, scale, scores);
                 else if (wide)
                 {
-                    Widen(kKind, kptr, kn, hd, ktile, exactHalves);
-                    Scores<F32Load>(qv, queries, kptr, kn, hd, scale, scores);
+                    Widen(v512, kKind, kptr, kn, hd, ktile, exactHalves);
+                    Scores<F32Load>(v512, qv, queries, kptr, kn, hd, scale, scores);
                 }
-                else if (rawKeys) Scores<F16RawLoad>(qraw, queries, kptr, kn, hd, scale, scores);
-                else if (kKind == KvKind.F16) Scores<F16Load>(qv, queries, kptr, kn, hd, scale, scores);
-                else Scores<Bf16Load>(qv, queries, kptr, kn, hd, scale, scores);
+                else if (rawKeys) Scores<F16RawLoad>(v512, qraw, queries, kptr, kn, hd, scale, scores);
+                else if (kKind == KvKind.F16) Scores<F16Load>(v512, qv, queries, kptr, kn, hd, scale, scores);
+                else Scores<Bf16Load>(v512, qv, queries, kptr, kn, hd, scale, scores);
 
                 // Masks: only tiles that reach outside some row's window (the diagonal and chunk edges) pay for them.
                 if (k0 < hiFirst || k0 + kn - 1 > loLast)
@@ -213,15 +241,15 @@ public sealed unsafe partial class AttentionKernels
                 }
 
                 // acc += P·V.
-                if (vKind == KvKind.F32) Values<F32Load>(scores, queries, vptr, kn, hd, acc, 1f);
+                if (vKind == KvKind.F32) Values<F32Load>(v512, scores, queries, vptr, kn, hd, acc, 1f);
                 else if (wide || vKind is KvKind.Q8_0 or KvKind.Q4_0)
                 {
-                    Widen(vKind, vptr, kn, hd, vtile, exactHalves, layer.ValueType);
-                    Values<F32Load>(scores, queries, vptr, kn, hd, acc, 1f);
+                    Widen(v512, vKind, vptr, kn, hd, vtile, exactHalves, layer.ValueType);
+                    Values<F32Load>(v512, scores, queries, vptr, kn, hd, acc, 1f);
                 }
-                else if (rawValues) Values<F16RawLoad>(scores, queries, vptr, kn, hd, acc, HalfRescale);
-                else if (vKind == KvKind.F16) Values<F16Load>(scores, queries, vptr, kn, hd, acc, 1f);
-                else Values<Bf16Load>(scores, queries, vptr, kn, hd, acc, 1f);
+                else if (rawValues) Values<F16RawLoad>(v512, scores, queries, vptr, kn, hd, acc, HalfRescale);
+                else if (vKind == KvKind.F16) Values<F16Load>(v512, scores, queries, vptr, kn, hd, acc, 1f);
+                else Values<Bf16Load>(v512, scores, queries, vptr, kn, hd, acc, 1f);
             }
 
             WriteTileResult(job, qv, queries, hd, acc, mrow, lrow, jobIndex);
@@ -229,7 +257,7 @@ public sealed unsafe partial class AttentionKernels
     }
 
     /// <summary>Widens rows[0..n) into <paramref name="dst"/> (n × hd floats) and points rows[j] at the widened copies.</summary>
-    private static void Widen(KvKind kind, byte** rows, int n, int hd, float* dst, bool exactHalves, KvType? quantType = null)
+    private static void Widen(bool v512, KvKind kind, byte** rows, int n, int hd, float* dst, bool exactHalves, KvType? quantType = null)
     {
         for (int j = 0; j < n; j++)
         {
@@ -238,13 +266,13 @@ public sealed unsafe partial class AttentionKernels
             switch (kind)
             {
                 case KvKind.F16 when exactHalves:
-                    for (int e = 0; e < hd; e += 16) F16Load.Load(src, e).Store(d + e);
+                    WidenRow<F16Load>(v512, src, d, hd);
                     break;
                 case KvKind.F16:
-                    for (int e = 0; e < hd; e += 16) F16FiniteLoad.Load(src, e).Store(d + e);
+                    WidenRow<F16FiniteLoad>(v512, src, d, hd);
                     break;
                 case KvKind.BF16:
-                    for (int e = 0; e < hd; e += 16) Bf16Load.Load(src, e).Store(d + e);
+                    WidenRow<Bf16Load>(v512, src, d, hd);
                     break;
                 default:
                     KvRowCodec.Decode(quantType!, src, new Span<float>(d, hd));
@@ -254,12 +282,25 @@ public sealed unsafe partial class AttentionKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WidenRow<L>(bool v512, byte* src, float* d, int hd) where L : struct, IRowLoad
+    {
+        if (v512) for (int e = 0; e < hd; e += 16) L.Load(src, e).Store(d + e);
+        else for (int e = 0; e < hd; e += 8) L.Load8(src, e).Store(d + e);
+    }
+
     // ------------------------------------------------------------------ scores: S[q][j] = scale · q·k_j
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Scores<L>(float** qv, int queries, byte** k, int kn, int hd, float scale, float* s) where L : struct, IRowLoad
+    private static void Scores<L>(bool v512, float** qv, int queries, byte** k, int kn, int hd, float scale, float* s) where L : struct, IRowLoad
     {
         int qi = 0;
+        if (!v512)
+        {
+            for (; qi + 2 <= queries; qi += 2) Scores8Q2<L>(qv + qi, k, kn, hd, scale, s + qi * KeyTile);
+            if (qi < queries) Scores8Q1<L>(qv[qi], k, kn, hd, scale, s + qi * KeyTile);
+            return;
+        }
         for (; qi + 4 <= queries; qi += 4) ScoresQ4<L>(qv + qi, k, kn, hd, scale, s + qi * KeyTile);
         for (; qi + 2 <= queries; qi += 2) ScoresQ2<L>(qv + qi, k, kn, hd, scale, s + qi * KeyTile);
         if (qi < queries) ScoresQ1<L>(qv[qi], k, kn, hd, scale, s + qi * KeyTile);
@@ -383,9 +424,15 @@ public sealed unsafe partial class AttentionKernels
     // ------------------------------------------------------------------ values: acc[q] += Σ_j P[q][j] · v_j
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Values<L>(float* p, int queries, byte** v, int kn, int hd, float* acc, float ps) where L : struct, IRowLoad
+    private static void Values<L>(bool v512, float* p, int queries, byte** v, int kn, int hd, float* acc, float ps) where L : struct, IRowLoad
     {
         int qi = 0;
+        if (!v512)
+        {
+            for (; qi + 2 <= queries; qi += 2) Values8Q2<L>(p + qi * KeyTile, v, kn, hd, acc + qi * hd, ps);
+            if (qi < queries) Values8Q1<L>(p + qi * KeyTile, v, kn, hd, acc + qi * hd, ps);
+            return;
+        }
         for (; qi + 4 <= queries; qi += 4) ValuesQ4<L>(p + qi * KeyTile, v, kn, hd, acc + qi * hd, ps);
         for (; qi + 2 <= queries; qi += 2) ValuesQ2<L>(p + qi * KeyTile, v, kn, hd, acc + qi * hd, ps);
         if (qi < queries) ValuesQ1<L>(p + qi * KeyTile, v, kn, hd, acc + qi * hd, ps);
@@ -484,6 +531,132 @@ public sealed unsafe partial class AttentionKernels
         {
             var c0 = Vector512.Load(o0 + d);
             for (int j = 0; j < kn; j++) c0 = Fma3(L.Load(v[j], d), Vector512.Create(p0[j] * ps), c0);
+            c0.Store(o0 + d);
+        }
+    }
+
+    // ------------------------------------------------------------------ the AVX2 twins (16 ymm registers: 2 queries per block)
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Fma8(Vector256<float> a, Vector256<float> b, Vector256<float> c) => System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store4(float* dst, Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d, float scale)
+    {
+        var a4 = a.GetLower() + a.GetUpper();
+        var b4 = b.GetLower() + b.GetUpper();
+        var c4 = c.GetLower() + c.GetUpper();
+        var d4 = d.GetLower() + d.GetUpper();
+        var h = Sse3.HorizontalAdd(Sse3.HorizontalAdd(a4, b4), Sse3.HorizontalAdd(c4, d4));
+        (h * Vector128.Create(scale)).Store(dst);
+    }
+
+    private static void Scores8Q2<L>(float** q, byte** k, int kn, int hd, float scale, float* s) where L : struct, IRowLoad
+    {
+        float* q0 = q[0], q1 = q[1];
+        int j = 0;
+        for (; j + 4 <= kn; j += 4)
+        {
+            byte* k0 = k[j], k1 = k[j + 1], k2 = k[j + 2], k3 = k[j + 3];
+            Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+            for (int e = 0; e < hd; e += 8)
+            {
+                var x0 = L.Load8(k0, e); var x1 = L.Load8(k1, e); var x2 = L.Load8(k2, e); var x3 = L.Load8(k3, e);
+                var y = Vector256.Load(q0 + e);
+                a00 = Fma8(y, x0, a00); a01 = Fma8(y, x1, a01); a02 = Fma8(y, x2, a02); a03 = Fma8(y, x3, a03);
+                y = Vector256.Load(q1 + e);
+                a10 = Fma8(y, x0, a10); a11 = Fma8(y, x1, a11); a12 = Fma8(y, x2, a12); a13 = Fma8(y, x3, a13);
+            }
+            Store4(s + j, a00, a01, a02, a03, scale);
+            Store4(s + KeyTile + j, a10, a11, a12, a13, scale);
+        }
+        for (; j < kn; j++)
+        {
+            byte* k0 = k[j];
+            Vector256<float> a0 = default, a1 = default;
+            for (int e = 0; e < hd; e += 8)
+            {
+                var x = L.Load8(k0, e);
+                a0 = Fma8(Vector256.Load(q0 + e), x, a0); a1 = Fma8(Vector256.Load(q1 + e), x, a1);
+            }
+            s[j] = Vector256.Sum(a0) * scale; s[KeyTile + j] = Vector256.Sum(a1) * scale;
+        }
+    }
+
+    private static void Scores8Q1<L>(float* q0, byte** k, int kn, int hd, float scale, float* s) where L : struct, IRowLoad
+    {
+        int j = 0;
+        for (; j + 4 <= kn; j += 4)
+        {
+            byte* k0 = k[j], k1 = k[j + 1], k2 = k[j + 2], k3 = k[j + 3];
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int e = 0; e < hd; e += 8)
+            {
+                var y = Vector256.Load(q0 + e);
+                a0 = Fma8(y, L.Load8(k0, e), a0); a1 = Fma8(y, L.Load8(k1, e), a1); a2 = Fma8(y, L.Load8(k2, e), a2); a3 = Fma8(y, L.Load8(k3, e), a3);
+            }
+            Store4(s + j, a0, a1, a2, a3, scale);
+        }
+        for (; j < kn; j++)
+        {
+            byte* k0 = k[j];
+            Vector256<float> a0 = default;
+            for (int e = 0; e < hd; e += 8) a0 = Fma8(Vector256.Load(q0 + e), L.Load8(k0, e), a0);
+            s[j] = Vector256.Sum(a0) * scale;
+        }
+    }
+
+    private static void Values8Q2<L>(float* p, byte** v, int kn, int hd, float* acc, float ps) where L : struct, IRowLoad
+    {
+        float* p0 = p, p1 = p + KeyTile;
+        float* o0 = acc, o1 = acc + hd;
+        int d = 0;
+        for (; d + 32 <= hd; d += 32)
+        {
+            var c00 = Vector256.Load(o0 + d); var c01 = Vector256.Load(o0 + d + 8); var c02 = Vector256.Load(o0 + d + 16); var c03 = Vector256.Load(o0 + d + 24);
+            var c10 = Vector256.Load(o1 + d); var c11 = Vector256.Load(o1 + d + 8); var c12 = Vector256.Load(o1 + d + 16); var c13 = Vector256.Load(o1 + d + 24);
+            for (int j = 0; j < kn; j++)
+            {
+                byte* row = v[j];
+                var x0 = L.Load8(row, d); var x1 = L.Load8(row, d + 8); var x2 = L.Load8(row, d + 16); var x3 = L.Load8(row, d + 24);
+                var w = Vector256.Create(p0[j] * ps);
+                c00 = Fma8(x0, w, c00); c01 = Fma8(x1, w, c01); c02 = Fma8(x2, w, c02); c03 = Fma8(x3, w, c03);
+                w = Vector256.Create(p1[j] * ps);
+                c10 = Fma8(x0, w, c10); c11 = Fma8(x1, w, c11); c12 = Fma8(x2, w, c12); c13 = Fma8(x3, w, c13);
+            }
+            c00.Store(o0 + d); c01.Store(o0 + d + 8); c02.Store(o0 + d + 16); c03.Store(o0 + d + 24);
+            c10.Store(o1 + d); c11.Store(o1 + d + 8); c12.Store(o1 + d + 16); c13.Store(o1 + d + 24);
+        }
+        for (; d < hd; d += 8)
+        {
+            var c0 = Vector256.Load(o0 + d); var c1 = Vector256.Load(o1 + d);
+            for (int j = 0; j < kn; j++)
+            {
+                var x = L.Load8(v[j], d);
+                c0 = Fma8(x, Vector256.Create(p0[j] * ps), c0); c1 = Fma8(x, Vector256.Create(p1[j] * ps), c1);
+            }
+            c0.Store(o0 + d); c1.Store(o1 + d);
+        }
+    }
+
+    private static void Values8Q1<L>(float* p0, byte** v, int kn, int hd, float* o0, float ps) where L : struct, IRowLoad
+    {
+        int d = 0;
+        for (; d + 32 <= hd; d += 32)
+        {
+            var c0 = Vector256.Load(o0 + d); var c1 = Vector256.Load(o0 + d + 8); var c2 = Vector256.Load(o0 + d + 16); var c3 = Vector256.Load(o0 + d + 24);
+            for (int j = 0; j < kn; j++)
+            {
+                byte* row = v[j];
+                var w = Vector256.Create(p0[j] * ps);
+                c0 = Fma8(L.Load8(row, d), w, c0); c1 = Fma8(L.Load8(row, d + 8), w, c1); c2 = Fma8(L.Load8(row, d + 16), w, c2); c3 = Fma8(L.Load8(row, d + 24), w, c3);
+            }
+            c0.Store(o0 + d); c1.Store(o0 + d + 8); c2.Store(o0 + d + 16); c3.Store(o0 + d + 24);
+        }
+        for (; d < hd; d += 8)
+        {
+            var c0 = Vector256.Load(o0 + d);
+            for (int j = 0; j < kn; j++) c0 = Fma8(L.Load8(v[j], d), Vector256.Create(p0[j] * ps), c0);
             c0.Store(o0 + d);
         }
     }
