@@ -21,8 +21,20 @@ public static class CliModelLoader
                 .Start(p =>
                 {
                     var task = p.AddTask($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}", maxValue: 1);
+                    ProgressTask? upload = null;
+                    if (backend is Scout.Gpu.GpuBackend gpu)
+                    {
+                        // Weights go up once, as they are loaded: the file's size bounds the bytes uploaded.
+                        long fileBytes = File.Exists(path) ? new FileInfo(path).Length
+                            : Directory.Exists(path) ? Directory.EnumerateFiles(path, "*.safetensors").Sum(f => new FileInfo(f).Length) : 1;
+                        upload = p.AddTask($"uploading to {Markup.Escape(gpu.DeviceName)}", maxValue: Math.Max(1, fileBytes));
+                        var bar = upload;
+                        gpu.UploadProgress = bytes => bar.Value = Math.Min(bytes, bar.MaxValue);
+                    }
                     loaded = Llama4Model.Load(path, configPath, (done, total) => task.Value = (double)done / total * 0.9, options, backend, ownsBackend: true);
                     task.Value = 1;
+                    if (upload is not null) upload.Value = upload.MaxValue;
+                    if (backend is Scout.Gpu.GpuBackend g) g.UploadProgress = null;
                 });
             model = loaded!;
         }

@@ -132,6 +132,20 @@ public sealed class GpuBackend : IBackend
     public string DeviceName => _accelerator.Name;
     /// <summary>Bytes of device memory.</summary>
     public long DeviceMemoryBytes => _accelerator.MemorySize;
+
+    /// <summary>
+    /// The device's peak memory bandwidth from the driver (2 × memory clock (kHz) × bus width (bits) / 8, as CUDA's
+    /// bandwidthTest derives it), in bytes/s; null on the CPU accelerator or when the driver's numbers look wrong.
+    /// </summary>
+    public double? PeakBandwidthBytesPerSecond
+    {
+        get
+        {
+            if (_accelerator is not CudaAccelerator cuda) return null;
+            double bytes = 2.0 * cuda.Device.MemoryClockRate * 1000 * (cuda.Device.MemoryBusWidth / 8.0);
+            return bytes is > 1e10 and < 5e13 ? bytes : null;
+        }
+    }
     /// <summary>Weight bytes uploaded (matrices in their stored block form).</summary>
     public long UploadedBytes { get; private set; }
     /// <summary>Bytes of norm weight vectors uploaded (as f32, on first use).</summary>

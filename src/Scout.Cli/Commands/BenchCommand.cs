@@ -54,7 +54,7 @@ public static class BenchCommand
         double? PpTokensPerSecond, double? PpStdDev, int PromptTokens,
         double? TgTokensPerSecond, double? TgStdDev, int GenTokens,
         double? AchievedBandwidthGBs, double? MachineBandwidthGBs, double? BoundTokensPerSecond, double? FractionOfBound,
-        double PoolDispatchMicroseconds, int Depth = 0, string KeyType = "f16", string ValueType = "f16", long KvBytesPerToken = 0);
+        double PoolDispatchMicroseconds, int Depth = 0, string KeyType = "f16", string ValueType = "f16", long KvBytesPerToken = 0, string? Device = null);
 
     public static Report Run(Llama4Model m, string name, int threads, int pp, int tg, int reps, bool probe, BenchCache? bench = null)
     {
@@ -65,13 +65,17 @@ public static class BenchCommand
         long active = ModelBenchmark.ActiveBytesPerToken(m) + kvBytes;
         ThroughputSample? pps = pp > 0 ? ModelBenchmark.Prompt(m, pp, reps, cache: bench) : null;
         ThroughputSample? tgs = tg > 0 ? ModelBenchmark.Generate(m, tg, reps, cache: bench) : null;
-        double? machine = probe ? MemoryBandwidth.MeasureReadBytesPerSecond(pool) / 1e9 : null;
+        // On a GPU the bound is the device's: its peak bandwidth as the driver reports it (the host probe would measure RAM).
+        double? machine = m.Backend is Scout.Gpu.GpuBackend gpu
+            ? gpu.PeakBandwidthBytesPerSecond / 1e9
+            : probe ? MemoryBandwidth.MeasureReadBytesPerSecond(pool) / 1e9 : null;
         double? achieved = tgs is null ? null : active * tgs.Median / 1e9;
         double? bound = machine is null ? null : machine * 1e9 / active;
         return new Report(name, pool.Threads, Scout.Kernels.Quant.QuantizedMatrix.KernelPathName, active, ModelBenchmark.TotalWeightBytes(m),
             pps?.Median, pps?.StdDev, pp, tgs?.Median, tgs?.StdDev, tg,
             achieved, machine, bound, achieved is null || machine is null ? null : achieved / machine,
-            ModelBenchmark.PoolOverheadMicroseconds(pool, 5000), bench.Depth, bench.K.Name, bench.V.Name, kvBytes);
+            ModelBenchmark.PoolOverheadMicroseconds(pool, 5000), bench.Depth, bench.K.Name, bench.V.Name, kvBytes,
+            m.Backend is Scout.Gpu.GpuBackend g ? $"{g.Name} ({g.DeviceName})" : null);
     }
 
     private static void Print(TextWriter o, Report r)
@@ -88,7 +92,9 @@ public static class BenchCommand
         if (r.AchievedBandwidthGBs is { } a) o.WriteLine($"achieved bandwidth (active bytes × tg/s): {a:F2} GB/s");
         if (r.MachineBandwidthGBs is { } mb)
         {
-            o.WriteLine($"measured read bandwidth ({r.Threads} threads): {mb:F2} GB/s → bound {r.BoundTokensPerSecond:F2} tokens/s");
+            o.WriteLine(r.Device is { } dev
+                ? $"{dev} peak bandwidth (driver: memory clock × bus width): {mb:F0} GB/s → bound {r.BoundTokensPerSecond:F2} tokens/s"
+                : $"measured read bandwidth ({r.Threads} threads): {mb:F2} GB/s → bound {r.BoundTokensPerSecond:F2} tokens/s");
             if (r.FractionOfBound is { } f) o.WriteLine($"tg reaches {f * 100:F1}% of the bandwidth bound");
         }
         o.WriteLine($"pool dispatch overhead: {r.PoolDispatchMicroseconds:F2} µs per parallel call");

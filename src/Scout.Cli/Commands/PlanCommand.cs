@@ -26,9 +26,11 @@ public static class PlanCommand
         var threads = new Option<int>("--threads") { Description = "worker threads (sizes the attention score rows); default: all cores", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "print every number as JSON" };
         var tensors = new Option<bool>("--tensors") { Description = "list every tensor: shape, parameters, type and bytes per scheme" };
+        var placement = new DeviceFlags();
         var cmd = new Command("plan", "Memory plan for Llama 4: parameters, weights per quantization, KV cache, buffers, and what fits on which device")
         {
             model, config, context, parallel, batch, kvType, scheme, device, memory, withVision, images, imageSize, threads, json, tensors,
+            placement.GpuLayers, placement.CpuMoe, placement.NCpuMoe,
         };
         ctx.SetAction(cmd, p =>
         {
@@ -55,6 +57,9 @@ public static class PlanCommand
                 IncludeTensors = p.GetValue(tensors),
                 Images = p.GetValue(images),
                 ImageSize = p.GetValue(imageSize) is { } sizeText ? SizeParsing.ParseImageSize(sizeText) : null,
+                GpuLayers = p.GetValue(placement.GpuLayers),
+                HostExpertLayers = placement.HostExpertLayers(p),
+                DeviceUploads = Scout.Gpu.GpuBackend.Uploads,
             };
             var report = MemoryPlanner.Plan(options);
             if (p.GetValue(json))
@@ -65,6 +70,8 @@ public static class PlanCommand
         });
         return cmd;
     }
+
+    private static string M(long bytes) => (bytes / 1048576.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
 
     internal static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
@@ -201,6 +208,19 @@ public static class PlanCommand
             ft.AddRow(cells.ToArray());
         }
         con.Write(ft);
+
+        if (r.Device is { } dp)
+        {
+            var dt = new Table().Title($"GPU backend placement of this file ({Markup.Escape(dp.Placement.Describe())}), as the engine allocates it")
+                .AddColumn("what").AddColumn(new TableColumn("device bytes").RightAligned()).AddColumn(new TableColumn("MiB").RightAligned());
+            dt.AddRow("weight matrices (stored blocks)", dp.WeightBytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture), M(dp.WeightBytes));
+            dt.AddRow("norm vectors (f32)", dp.VectorBytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture), M(dp.VectorBytes));
+            dt.AddRow($"workspace ({Math.Min(r.Inputs.Batch, r.Inputs.Context)} tokens per forward)", dp.WorkspaceBytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture), M(dp.WorkspaceBytes));
+            dt.AddRow($"K/V ({r.Inputs.Parallel} × {SizeParsing.Tokens(r.Inputs.Context)})", dp.KvBytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture), M(dp.KvBytes));
+            dt.AddRow("[bold]total on the device[/]", dp.TotalBytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture), M(dp.TotalBytes));
+            dt.AddRow("weights left in RAM (mapped)", dp.HostWeightBytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture), M(dp.HostWeightBytes));
+            con.Write(dt);
+        }
 
         // Expert offload: routed experts in system RAM, the rest on the GPU.
         var gpuRows = r.Fit.Where(f => f.Kind == nameof(DeviceKind.Gpu)).ToList();

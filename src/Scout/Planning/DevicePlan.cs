@@ -25,6 +25,11 @@ public sealed record DevicePlan(Placement Placement, long WeightBytes, long Vect
     /// <param name="context">context length of each sequence's cache</param>
     public static DevicePlan For(Llama4Config c, IEnumerable<WeightTensor> tensors, Placement place, Func<TensorType, long, bool> uploads,
         int rows, int context, int sequences, KvType keyType, KvType valueType)
+        => For(c, tensors.Select(CheckpointTensor.Of), place, uploads, rows, context, sequences, keyType, valueType);
+
+    /// <summary>The same from the planner's description of a checkpoint's tensors.</summary>
+    public static DevicePlan For(Llama4Config c, IEnumerable<CheckpointTensor> tensors, Placement place, Func<TensorType, long, bool> uploads,
+        int rows, int context, int sequences, KvType keyType, KvType valueType)
     {
         long weights = 0, vectors = 0, host = 0;
         foreach (var t in tensors)
@@ -51,21 +56,21 @@ public sealed record DevicePlan(Placement Placement, long WeightBytes, long Vect
             }
             else if (n.EndsWith("output_norm.weight", StringComparison.Ordinal) || n.EndsWith("model.norm.weight", StringComparison.Ordinal))
             {
-                if (place.OutputOnDevice) vectors += t.ElementCount * 4;
+                if (place.OutputOnDevice) vectors += t.Elements * 4;
                 continue;
             }
             else
             {
-                host += t.ByteLength;   // rope_freqs and the like: read on the host
+                host += t.Bytes;   // rope_freqs and the like: read on the host
                 continue;
             }
-            if (t.Rank == 1)
+            if (t.Shape.Length == 1)
             {
-                if (onDevice) vectors += t.ElementCount * 4;
+                if (onDevice) vectors += t.Elements * 4;
                 continue;
             }
-            if (onDevice && uploads(t.Type, t.Shape[^1])) weights += t.ByteLength;
-            else host += t.ByteLength;
+            if (onDevice && uploads(t.Type, t.Shape[^1])) weights += t.Bytes;
+            else host += t.Bytes;
         }
         // A tied head (no output tensor) is the embedding's device matrix: uploaded once (counted above), as the engine does.
         long workspace = ForwardWorkspace.Layout(c, rows).Sum(b => b.BytesOn(device: true));

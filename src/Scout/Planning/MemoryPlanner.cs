@@ -24,6 +24,11 @@ public sealed record PlanOptions
     /// <summary>Count the vision weights in the fit table (needed to accept images).</summary>
     public bool WithVision { get; init; }
     public int Threads { get; init; }
+    /// <summary>A device placement to plan for a checkpoint file (--gpu-layers / --n-cpu-moe as the engine reads them); null: none.</summary>
+    public int? GpuLayers { get; init; }
+    public int HostExpertLayers { get; init; }
+    /// <summary>Which matrices the device backend uploads (the GPU backend's rule); required with a placement.</summary>
+    public Func<TensorType, long, bool>? DeviceUploads { get; init; }
     /// <summary>List every tensor with its shape and its type and bytes in each scheme.</summary>
     public bool IncludeTensors { get; init; }
     /// <summary>Images per prompt: their tokens join the context, and the vision weights and buffers the plan (implies <see cref="WithVision"/>).</summary>
@@ -79,7 +84,7 @@ public sealed record FitRow(
 public sealed record PlanReport(
     ModelSummary Model, ParameterReport Parameters, IReadOnlyList<SchemeWeights> Schemes, CheckpointReport? Checkpoint,
     KvReport Kv, EngineBufferPlan EngineBuffers, IReadOnlyList<FitRow> Fit, IReadOnlyList<string> Notes, PlanInputs Inputs,
-    IReadOnlyList<TensorLine>? Tensors = null, ImagePlan? Images = null);
+    IReadOnlyList<TensorLine>? Tensors = null, ImagePlan? Images = null, DevicePlan? Device = null);
 
 public sealed record PlanInputs(long Context, int Parallel, int Batch, string KvType, bool WithVision, IReadOnlyList<string> Devices);
 
@@ -153,7 +158,19 @@ public static class MemoryPlanner
             c.MoeLayers.All(m => m) ? 0 : c.IntermediateSizeMlp, c.AttentionChunkSize, c.UseQkNorm, c.MaxPositionEmbeddings, source.Vision is not null);
         var inputs = new PlanInputs(o.Context, o.Parallel, o.Batch, o.KvType.Name, o.WithVision, devices.Select(d => d.Name).ToList());
         var tensorLines = o.IncludeTensors ? TensorLines(c, source, o.Schemes ?? QuantScheme.Standard) : null;
-        return new PlanReport(summary, parameters, schemes, ckptReport, new KvReport(kvRequested, engineKv, kvTable), buffers, fit, notes, inputs, tensorLines, images);
+        DevicePlan? device = null;
+        if ((o.GpuLayers is not null || o.HostExpertLayers > 0) && o.DeviceUploads is { } uploads)
+        {
+            if (source.Checkpoint is not { } ckInfo)
+                throw new ArgumentException("--gpu-layers / --n-cpu-moe in a plan need a checkpoint file (--model FILE.gguf or a folder): the placement is planned per tensor");
+            if (o.GpuLayers < 0) throw new ArgumentException($"--gpu-layers must not be negative, got {o.GpuLayers}");
+            if (o.HostExpertLayers < 0) throw new ArgumentException($"--n-cpu-moe must not be negative, got {o.HostExpertLayers}");
+            var kvDevice = o.KvType == KvType.F32 ? KvType.F32 : KvType.F16;
+            if (kvDevice != o.KvType) notes.Add($"Device K/V planned as f16: the GPU backend keeps K/V as f32 or f16 (--kv-type {o.KvType.Name} is refused with --device cuda).");
+            var place = new Placement(c.NumLayers, o.GpuLayers ?? int.MaxValue, o.HostExpertLayers);
+            device = DevicePlan.For(c, ckInfo.Tensors, place, uploads, (int)Math.Min(o.Batch, o.Context), (int)Math.Min(o.Context, int.MaxValue), o.Parallel, kvDevice, kvDevice);
+        }
+        return new PlanReport(summary, parameters, schemes, ckptReport, new KvReport(kvRequested, engineKv, kvTable), buffers, fit, notes, inputs, tensorLines, images, device);
     }
 
     /// <summary>The image tokens and buffers of <see cref="PlanOptions.Images"/> images, laid out by the engine's own tiling rule.</summary>

@@ -116,14 +116,28 @@ public unsafe class GpuBackendTests(ITestOutputHelper output)
         LogitAssert.Close(LogitsCommand.Compute(m, ids, false), Fixtures.ReadF32(Fixtures.Text("maverick-tiny", "logits.f32")), m.Config.VocabSize);
     }
 
-    [Fact]
-    public void CudaWithoutAGpuIsAClearErrorNotACrash()
+    /// <summary>Every surface that takes --device: without a GPU, cuda is exit 1 with one clear line, never a crash (or a hang: serve and chat would wait).</summary>
+    [Theory]
+    [InlineData("logits")]
+    [InlineData("bench")]
+    [InlineData("run")]
+    [InlineData("chat")]
+    [InlineData("serve")]
+    public void CudaWithoutAGpuIsAClearErrorNotACrash(string command)
     {
         if (DeviceHasCuda()) return;   // on a GPU machine the command would run: nothing to check here
-        var (code, _, err) = ScoutCli.Run("logits", "--model", Fixtures.Text("scout-tiny", "model.gguf"),
-            "--tokens", Fixtures.Text("scout-tiny", "tokens.json"), "--out", Path.Combine(Path.GetTempPath(), $"scout-gpu-{Guid.NewGuid():N}.f32"), "--device", "cuda");
+        string model = Fixtures.Text("scout-tiny", "model.gguf");
+        string[] args = command switch
+        {
+            "logits" => ["logits", "--model", model, "--tokens", Fixtures.Text("scout-tiny", "tokens.json"), "--out", Path.Combine(Path.GetTempPath(), $"scout-gpu-{Guid.NewGuid():N}.f32")],
+            "bench" => ["bench", "--model", model, "--no-bandwidth"],
+            "run" => ["run", "--model", model, "--prompt", "hi", "-n", "2"],
+            _ => [command, "--model", model],
+        };
+        var (code, _, err) = ScoutCli.Run([.. args, "--device", "cuda", "--gpu-layers", "2"]);
         Assert.Equal(1, code);
         Assert.StartsWith("error: --device cuda:", err.Trim());
+        Assert.Contains("no CUDA device", err);
         Assert.DoesNotContain("   at ", err);
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.AI;
 using Scout.Backends;
 using Scout.Cli.Commands;
 using Scout.Gpu;
@@ -109,6 +110,31 @@ public class GpuPlacementTests(ITestOutputHelper output)
     private static long VectorFileBytes(Llama4Model m)
         => m.Checkpoint!.Tensors.Values.Where(t => t.Rank == 1 && !t.Name.Contains("rope_freqs")).Sum(t => t.ByteLength);
 
+    /// <summary><c>scout plan --gpu-layers --n-cpu-moe</c> prints the bytes the engine allocates for that file and placement.</summary>
+    [Fact]
+    public void ThePlanCommandPrintsWhatTheEngineAllocates()
+    {
+        var (code, json, err) = ScoutCli.Run("plan", "--model", Fixtures.Text("maverick-tiny", "model.gguf"), "--config", Fixtures.Text("maverick-tiny", "config.json"),
+            "--context", "32", "--parallel", "2", "--batch", "9", "--kv-type", "f16", "--gpu-layers", "3", "--n-cpu-moe", "2", "--json");
+        Assert.True(code == 0, err);
+        var device = System.Text.Json.JsonDocument.Parse(json).RootElement.GetProperty("device");
+        var gpu = Emulated();
+        using var m = Load(gpu, "maverick-tiny", new LoadOptions { GpuLayers = 3, HostExpertLayers = 2 });
+        m.ReserveRows(9);
+        var ids = LogitsCommand.ReadTokens(Fixtures.Text("maverick-tiny", "tokens.json"));
+        using var a = m.CreateCache(32, KvType.F16, KvType.F16);
+        using var b = m.CreateCache(32, KvType.F16, KvType.F16);
+        m.Forward(ids.AsSpan(0, 2), a, new float[m.Config.VocabSize], LogitsMode.Last);
+        m.Forward(ids.AsSpan(0, 2), b, new float[m.Config.VocabSize], LogitsMode.Last);
+        Assert.Equal(gpu.UploadedBytes, device.GetProperty("weightBytes").GetInt64());
+        Assert.Equal(gpu.VectorBytes, device.GetProperty("vectorBytes").GetInt64());
+        Assert.Equal(gpu.WorkspaceBytes, device.GetProperty("workspaceBytes").GetInt64());
+        Assert.Equal(gpu.KvBytes, device.GetProperty("kvBytes").GetInt64());
+        var (bad, _, badErr) = ScoutCli.Run("plan", "--model", "scout", "--gpu-layers", "10");
+        Assert.Equal(1, bad);
+        Assert.Contains("need a checkpoint file", badErr);
+    }
+
     [Fact]
     public void TheLogitsCommandTakesGpuLayersOnTheEmulatedDevice()
     {
@@ -129,5 +155,33 @@ public class GpuPlacementTests(ITestOutputHelper output)
         {
             File.Delete(outFile);
         }
+    }
+}
+
+/// <summary>The engine (scheduler, prefix cache, several sequences per step) on the GPU backend answers as on the CPU.</summary>
+public class GpuEngineTests
+{
+    private static async Task<string[]> Replies(Llama4Model model)
+    {
+        using var engine = new Scout.Generation.ScoutEngine(model, new Scout.Generation.TokenizerBundle(Scout.Tests.Generation.StandInTokenizer.Instance, Scout.Tests.Generation.StandInChatFormat.Instance),
+            new Scout.Generation.SchedulerOptions { MaxContext = 128, Parallel = 2 });
+        var chat = Scout.Generation.ScoutEngineChatExtensions.AsChatClient(engine);
+        var options = new Microsoft.Extensions.AI.ChatOptions { MaxOutputTokens = 6, Temperature = 0 };
+        // Two at once (one batch step for both), then a repeat that the prefix cache shares from the first.
+        var both = await Task.WhenAll(chat.GetResponseAsync("Why is the sky blue?", options), chat.GetResponseAsync("Name a prime.", options));
+        var again = await chat.GetResponseAsync("Why is the sky blue? Say more.", options);
+        return [both[0].Text, both[1].Text, again.Text];
+    }
+
+    [Fact]
+    public async Task GreedyRepliesMatchTheCpuBackend()
+    {
+        string file = Fixtures.Text("scout-tiny", "model.gguf"), config = Fixtures.Text("scout-tiny", "config.json");
+        string[] cpu;
+        using (var m = Llama4Model.Load(file, config)) cpu = await Replies(m);
+        var gpu = new GpuBackend(Environment.GetEnvironmentVariable("SCOUT_TEST_GPU") == "cuda" ? GpuKind.Cuda : GpuKind.CpuEmulated, 0, new CpuBackend(2));
+        using var g = Llama4Model.Load(file, config, options: new LoadOptions { GpuLayers = 3 }, backend: gpu, ownsBackend: true);
+        Assert.Equal(cpu, await Replies(g));
+        Assert.True(gpu.KvBytes > 0);
     }
 }
