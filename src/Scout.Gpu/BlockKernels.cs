@@ -181,6 +181,14 @@ internal static class BlockKernels
         return (ushort)h;
     }
 
+    /// <summary>float → bf16 bits, round to nearest even; a NaN stays a quiet NaN (as the host K/V codec).</summary>
+    public static ushort ToBFloat(float f)
+    {
+        uint u = (uint)Interop.FloatAsInt(f);
+        if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (ushort)((u >> 16) | 0x40u);
+        return (ushort)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    }
+
     /// <summary>Type codes the kernels switch on (uniform per launch).</summary>
     public const int TF32 = 0, TF16 = 1, TBF16 = 2, TQ8_0 = 3, TQ4_0 = 4, TQ4_K = 5, TQ6_K = 6;
 

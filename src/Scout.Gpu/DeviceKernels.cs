@@ -98,21 +98,28 @@ internal static class DeviceKernels
         output[i] = acc;
     }
 
+    /// <summary>K/V storage codes: f32 floats, or 16-bit f16 / bf16 bits.</summary>
+    public const int KvF32 = 0, KvF16 = 1, KvBF16 = 2;
+
     /// <summary>
     /// Writes rows [firstRow, firstRow + count) of k/v (kv_dim floats each) into the cache slots of positions
-    /// firstPos.. (slot = position mod capacity for a ring), as f32 or f16 bits.
+    /// firstPos.. (slot = position mod capacity for a ring), as f32, f16 or bf16 (both round to nearest even, as the
+    /// host cache's codec).
     /// </summary>
-    public static void StoreKv(Index1D i, ArrayView<float> src, ArrayView<float> f32, ArrayView<ushort> f16, int half, int kvDim, int firstRow, int firstPos, int capacity)
+    public static void StoreKv(Index1D i, ArrayView<float> src, ArrayView<float> f32, ArrayView<ushort> f16, int format, int kvDim, int firstRow, int firstPos, int capacity)
     {
         int r = i / kvDim, c = i % kvDim;
         long slot = (firstPos + r) % capacity;
         float v = src[(long)(firstRow + r) * kvDim + c];
-        if (half != 0) f16[slot * kvDim + c] = BlockKernels.ToHalf(v);
+        if (format == KvF16) f16[slot * kvDim + c] = BlockKernels.ToHalf(v);
+        else if (format == KvBF16) f16[slot * kvDim + c] = BlockKernels.ToBFloat(v);
         else f32[slot * kvDim + c] = v;
     }
 
-    private static float Key(ArrayView<float> f32, ArrayView<ushort> f16, int half, long at)
-        => half != 0 ? BlockKernels.HalfBits(f16[at]) : f32[at];
+    private static float Key(ArrayView<float> f32, ArrayView<ushort> f16, int format, long at)
+        => format == KvF16 ? BlockKernels.HalfBits(f16[at])
+            : format == KvBF16 ? Interop.IntAsFloat((uint)f16[at] << 16)
+            : f32[at];
 
     /// <summary>
     /// One (row, head) of attention for rows [firstRow, firstRow + m) of one sequence at positions firstPos..:
@@ -123,7 +130,7 @@ internal static class DeviceKernels
         ArrayView<float> k32, ArrayView<ushort> k16, ArrayView<float> v32, ArrayView<ushort> v16, AttendShape a)
     {
         int heads = a.Heads, kvHeads = a.KvHeads, headDim = a.HeadDim, firstRow = a.FirstRow, firstPos = a.FirstPos, chunk = a.Chunk, capacity = a.Capacity;
-        int kHalf = a.KeyHalf, vHalf = a.ValueHalf;
+        int kFormat = a.KeyFormat, vFormat = a.ValueFormat;
         float scale = a.Scale;
         int r = i / heads, h = i % heads;
         int pos = firstPos + r;
@@ -136,7 +143,7 @@ internal static class DeviceKernels
         {
             long ko = (long)(p % capacity) * kvDim + kvHead * headDim;
             float s = 0;
-            for (int e = 0; e < headDim; e++) s += q[qo + e] * Key(k32, k16, kHalf, ko + e);
+            for (int e = 0; e < headDim; e++) s += q[qo + e] * Key(k32, k16, kFormat, ko + e);
             s *= scale;
             if (s > max)
             {
@@ -147,7 +154,7 @@ internal static class DeviceKernels
             }
             float wgt = MathF.Exp(s - max);
             sum += wgt;
-            for (int e = 0; e < headDim; e++) output[qo + e] += wgt * Key(v32, v16, vHalf, ko + e);
+            for (int e = 0; e < headDim; e++) output[qo + e] += wgt * Key(v32, v16, vFormat, ko + e);
         }
         float inv = 1f / sum;
         for (int e = 0; e < headDim; e++) output[qo + e] *= inv;
@@ -157,6 +164,6 @@ internal static class DeviceKernels
 /// <summary>The scalar arguments of <see cref="DeviceKernels.Attend"/> (a kernel takes at most 15 parameters).</summary>
 internal struct AttendShape
 {
-    public int Heads, KvHeads, HeadDim, FirstRow, FirstPos, Chunk, Capacity, KeyHalf, ValueHalf;
+    public int Heads, KvHeads, HeadDim, FirstRow, FirstPos, Chunk, Capacity, KeyFormat, ValueFormat;
     public float Scale;
 }

@@ -34,7 +34,7 @@ public sealed class GpuUnavailableException(string message, Exception? inner = n
 /// follows it by <see cref="KvCache.ContentVersion"/>).
 /// Runs on the <see cref="Host"/> CPU backend instead, with the data copied across: matrices of other types or
 /// layouts (Hugging Face input-major experts), and routed experts placed in RAM (--cpu-moe / --n-cpu-moe).
-/// K/V on the device: f32 and f16 (other cache types are refused with a clear error).
+/// K/V on the device: f32, f16 and bf16 (q8_0/q4_0 caches are refused with a clear error).
 /// </summary>
 public sealed class GpuBackend : IBackend
 {
@@ -174,7 +174,7 @@ public sealed class GpuBackend : IBackend
         or TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_K or TensorType.Q6_K;
 
     /// <summary>K/V cache types the device attention reads.</summary>
-    public static bool SupportsKv(KvType type) => type == KvType.F32 || type == KvType.F16;
+    public static bool SupportsKv(KvType type) => type == KvType.F32 || type == KvType.F16 || type == KvType.BF16;
 
     /// <summary>Whether a row-major matrix of this type and width is uploaded (else it stays on the host).</summary>
     public static bool Uploads(TensorType type, long cols) => Supports(type) && cols % type.BlockElements() == 0;
@@ -348,12 +348,12 @@ public sealed class GpuBackend : IBackend
 
     public void RopeTables(ReadOnlySpan<int> positions, float[] freqs, BufferView cos, BufferView sin)
     {
-        // The model computes the tables on the host (double-precision cos/sin of large angles) and uploads them.
-        var c = HostScratch(ref _hostA, cos.Length).AsSpan(0, cos.Length);
-        var s = HostScratch(ref _hostB, sin.Length).AsSpan(0, sin.Length);
-        Host.RopeTables(positions, freqs, new HostBuffer(_hostA).All.Take(cos.Length), new HostBuffer(_hostB).All.Take(sin.Length));
-        Upload(c, cos);
-        Upload(s, sin);
+        // The model computes the tables on its host backend and uploads them; called here, the host computes them too
+        // (double-precision cos/sin of large angles: PTX has only approximate sin/cos) and they are uploaded.
+        var host = Host.Allocate(new WorkspaceBuffer("rope", "forward", cos.Length + (long)sin.Length, 4)).All;
+        Host.RopeTables(positions, freqs, host.Take(cos.Length), host.Slice(cos.Length, sin.Length));
+        Upload(host.Take(cos.Length).HostFloats, cos);
+        Upload(host.Slice(cos.Length, sin.Length).HostFloats, sin);
     }
 
     public void AttentionTemperature(ReadOnlySpan<int> positions, float floorScale, float attnScale, BufferView temperature)
@@ -416,12 +416,12 @@ public sealed class GpuBackend : IBackend
             {
                 int end = l.Ring ? Math.Min(start + count, AttentionMath.ChunkStart(p, chunk) + chunk) : start + count;
                 int r = row0 + p - start, m = end - p;
-                _storeKv(m * kvDim, kv, l.K32, l.K16, l.KeyHalf, kvDim, r, p, l.Capacity);
-                _storeKv(m * kvDim, vv, l.V32, l.V16, l.ValueHalf, kvDim, r, p, l.Capacity);
+                _storeKv(m * kvDim, kv, l.K32, l.K16, l.KeyFormat, kvDim, r, p, l.Capacity);
+                _storeKv(m * kvDim, vv, l.V32, l.V16, l.ValueFormat, kvDim, r, p, l.Capacity);
                 _attend(m * c.NumHeads, qv, ov, l.K32, l.K16, l.V32, l.V16, new AttendShape
                 {
                     Heads = c.NumHeads, KvHeads = c.NumKvHeads, HeadDim = c.HeadDim, FirstRow = r, FirstPos = p, Chunk = chunked ? chunk : 0,
-                    Capacity = l.Capacity, KeyHalf = l.KeyHalf, ValueHalf = l.ValueHalf, Scale = scale,
+                    Capacity = l.Capacity, KeyFormat = l.KeyFormat, ValueFormat = l.ValueFormat, Scale = scale,
                 });
                 p = end;
             }
@@ -447,7 +447,7 @@ public sealed class GpuBackend : IBackend
                 if (d.Owner.TryGetTarget(out var o) && ReferenceEquals(o, cache)) return d;
             if (!SupportsKv(cache.KeyType) || !SupportsKv(cache.ValueType))
                 throw new NotSupportedException(
-                    $"the GPU backend keeps K/V as f32 or f16; this cache is K {cache.KeyType.Name}, V {cache.ValueType.Name} (use --kv-type f16 or f32 with --device cuda)");
+                    $"the GPU backend keeps K/V as f32, f16 or bf16; this cache is K {cache.KeyType.Name}, V {cache.ValueType.Name} (use --kv-type f16, bf16 or f32 with --device cuda)");
             // Free the device copies of caches that were disposed or dropped.
             for (int i = _caches.Count - 1; i >= 0; i--)
                 if (!_caches[i].Owner.TryGetTarget(out var o) || o.IsDisposed)
@@ -495,8 +495,8 @@ public sealed class GpuBackend : IBackend
         st.SubView(0, (long)m * kvDim).CopyFromCPU(ref hk[0], (long)m * kvDim);
         st.SubView((long)m * kvDim, (long)m * kvDim).CopyFromCPU(ref hv[0], (long)m * kvDim);
         BytesToDevice += 8L * m * kvDim;
-        _storeKv(m * kvDim, st.SubView(0, (long)m * kvDim), l.K32, l.K16, l.KeyHalf, kvDim, 0, from, l.Capacity);
-        _storeKv(m * kvDim, st.SubView((long)m * kvDim, (long)m * kvDim), l.V32, l.V16, l.ValueHalf, kvDim, 0, from, l.Capacity);
+        _storeKv(m * kvDim, st.SubView(0, (long)m * kvDim), l.K32, l.K16, l.KeyFormat, kvDim, 0, from, l.Capacity);
+        _storeKv(m * kvDim, st.SubView((long)m * kvDim, (long)m * kvDim), l.V32, l.V16, l.ValueFormat, kvDim, 0, from, l.Capacity);
         l.Synced = start;
     }
 
@@ -722,12 +722,14 @@ internal sealed class DeviceKvCache(KvCache cache, Llama4Config config) : IDispo
         if (!Owner.TryGetTarget(out var owner)) throw new ObjectDisposedException(nameof(KvCache));
         int capacity = DevicePlan.Capacity(config, layer, owner.MaxContext);
         bool ring = capacity < owner.MaxContext;
-        l = new DeviceKvLayer(b.Accelerator, ring, capacity, config.KvDim, owner.KeyType == KvType.F16, owner.ValueType == KvType.F16);
+        l = new DeviceKvLayer(b.Accelerator, ring, capacity, config.KvDim, Format(owner.KeyType), Format(owner.ValueType));
         _layers[layer] = l;
         Bytes += l.Bytes;
         b.CountKv(l.Bytes);
         return l;
     }
+
+    private static int Format(KvType t) => t == KvType.F16 ? DeviceKernels.KvF16 : t == KvType.BF16 ? DeviceKernels.KvBF16 : DeviceKernels.KvF32;
 
     public void Invalidate()
     {
@@ -740,14 +742,16 @@ internal sealed class DeviceKvCache(KvCache cache, Llama4Config config) : IDispo
     }
 }
 
-/// <summary>One layer's K and V on the device, as f32 or f16 bits (the other view of each is a 1-element placeholder).</summary>
+/// <summary>One layer's K and V on the device, as f32 or 16-bit (f16/bf16) rows (the other view of each is a 1-element placeholder).
+/// <see cref="KeyFormat"/>/<see cref="ValueFormat"/> hold the storage code (<see cref="DeviceKernels.KvF32"/>, KvF16, KvBF16).</summary>
 internal sealed class DeviceKvLayer : IDisposable
 {
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _k32, _v32;
     private readonly MemoryBuffer1D<ushort, Stride1D.Dense> _k16, _v16;
 
-    public DeviceKvLayer(Accelerator a, bool ring, int capacity, int kvDim, bool keyHalf, bool valueHalf)
+    public DeviceKvLayer(Accelerator a, bool ring, int capacity, int kvDim, int keyFormat, int valueFormat)
     {
+        bool keyHalf = keyFormat != DeviceKernels.KvF32, valueHalf = valueFormat != DeviceKernels.KvF32;
         Ring = ring;
         Capacity = capacity;
         long rows = (long)capacity * kvDim;
@@ -755,15 +759,15 @@ internal sealed class DeviceKvLayer : IDisposable
         _k16 = a.Allocate1D<ushort>(keyHalf ? rows : 1);
         _v32 = a.Allocate1D<float>(valueHalf ? 1 : rows);
         _v16 = a.Allocate1D<ushort>(valueHalf ? rows : 1);
-        KeyHalf = keyHalf ? 1 : 0;
-        ValueHalf = valueHalf ? 1 : 0;
+        KeyFormat = keyFormat;
+        ValueFormat = valueFormat;
         Bytes = rows * ((keyHalf ? 2 : 4) + (valueHalf ? 2 : 4));
     }
 
     public bool Ring { get; }
     public int Capacity { get; }
-    public int KeyHalf { get; }
-    public int ValueHalf { get; }
+    public int KeyFormat { get; }
+    public int ValueFormat { get; }
     public long Bytes { get; }
     /// <summary>Positions [0, Synced) of the host cache are on the device.</summary>
     public int Synced { get; set; }

@@ -78,7 +78,7 @@ public sealed record DevicePlan(Placement Placement, long WeightBytes, long Vect
     }
 
     /// <summary>Device K/V of one sequence: each device layer keeps capacity × kv_dim keys and values (a ring of one chunk
-    /// for chunked layers shorter than the context, as the host cache), f32 or f16.</summary>
+    /// for chunked layers shorter than the context, as the host cache), f32, f16 or bf16.</summary>
     public static long KvBytesFor(Llama4Config c, Placement place, int context, KvType key, KvType value)
     {
         long sum = 0;
@@ -94,6 +94,6 @@ public sealed record DevicePlan(Placement Placement, long WeightBytes, long Vect
     public static int Capacity(Llama4Config c, int layer, int context)
         => c.UsesRope(layer) && c.AttentionChunkSize < context ? c.AttentionChunkSize : context;
 
-    /// <summary>Bytes per value of a K or V type on the device (f16: 2, f32: 4).</summary>
-    public static int DeviceWidth(KvType t) => t == KvType.F16 ? 2 : 4;
+    /// <summary>Bytes per value of a K or V type on the device (f16, bf16: 2; f32: 4).</summary>
+    public static int DeviceWidth(KvType t) => t == KvType.F16 || t == KvType.BF16 ? 2 : 4;
 }

@@ -165,8 +165,8 @@ public static class MemoryPlanner
                 throw new ArgumentException("--gpu-layers / --n-cpu-moe in a plan need a checkpoint file (--model FILE.gguf or a folder): the placement is planned per tensor");
             if (o.GpuLayers < 0) throw new ArgumentException($"--gpu-layers must not be negative, got {o.GpuLayers}");
             if (o.HostExpertLayers < 0) throw new ArgumentException($"--n-cpu-moe must not be negative, got {o.HostExpertLayers}");
-            var kvDevice = o.KvType == KvType.F32 ? KvType.F32 : KvType.F16;
-            if (kvDevice != o.KvType) notes.Add($"Device K/V planned as f16: the GPU backend keeps K/V as f32 or f16 (--kv-type {o.KvType.Name} is refused with --device cuda).");
+            var kvDevice = o.KvType == KvType.F32 || o.KvType == KvType.BF16 ? o.KvType : KvType.F16;
+            if (kvDevice != o.KvType) notes.Add($"Device K/V planned as f16: the GPU backend keeps K/V as f32, f16 or bf16 (--kv-type {o.KvType.Name} is refused with --device cuda).");
             var place = new Placement(c.NumLayers, o.GpuLayers ?? int.MaxValue, o.HostExpertLayers);
             device = DevicePlan.For(c, ckInfo.Tensors, place, uploads, (int)Math.Min(o.Batch, o.Context), (int)Math.Min(o.Context, int.MaxValue), o.Parallel, kvDevice, kvDevice);
         }

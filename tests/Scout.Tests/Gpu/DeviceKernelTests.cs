@@ -90,6 +90,14 @@ public unsafe class DeviceKernelTests(EmulatedGpu fixture) : IClassFixture<Emula
         _gpu.Rope(gx, rows, heads, hd, On(_gpu, cos), On(_gpu, sin));
         Close(cx.HostFloats.ToArray(), Read(_gpu, gx), 1e-6f);
 
+        int[] positions = [0, 70000];
+        var freqs = Random(half, 11);
+        var (cc, cs, gc, gs) = (On(_cpu, new float[rows * half]), On(_cpu, new float[rows * half]), On(_gpu, new float[rows * half]), On(_gpu, new float[rows * half]));
+        _cpu.RopeTables(positions, freqs, cc, cs);
+        _gpu.RopeTables(positions, freqs, gc, gs);
+        Assert.Equal(cc.HostFloats.ToArray(), Read(_gpu, gc));
+        Assert.Equal(cs.HostFloats.ToArray(), Read(_gpu, gs));
+
         var gate = Random(300, 6, 4);
         var up = Random(300, 7);
         var (cg, gg) = (On(_cpu, gate), On(_gpu, gate));
@@ -212,6 +220,7 @@ public unsafe class DeviceKernelTests(EmulatedGpu fixture) : IClassFixture<Emula
     [InlineData("f32", 0)]
     [InlineData("f16", 0)]
     [InlineData("f16", 3)]
+    [InlineData("bf16", 0)]
     public void AttentionOverTheDeviceCacheMatchesTheCpu(string kvType, int layer)
     {
         var c = Llama4Config.FromJsonFile(Fixtures.Text("scout-tiny", "config.json"));
@@ -272,14 +281,14 @@ public unsafe class DeviceKernelTests(EmulatedGpu fixture) : IClassFixture<Emula
     [Fact]
     public void CacheTypesWithoutADeviceKernelAreAClearError()
     {
-        var c = Llama4Config.FromJsonFile(Fixtures.Text("scout-tiny", "config.json"));
-        using var cache = new KvCache(c, 16, KvType.Parse("bf16"), KvType.Parse("f16"));
+        var c = Llama4Config.FromJsonFile(Fixtures.Text("scout-tiny", "config.json")) with { HeadDim = 32 };   // whole q8_0 blocks per head
+        using var cache = new KvCache(c, 16, KvType.Parse("q8_0"), KvType.Parse("f16"));
         var rows = new BatchRows(1);
         rows.Plan([new BatchSegment(cache, 1)]);
         var q = _gpu.Allocate(Spec(c.QDim)).All;
         var kv = _gpu.Allocate(Spec(c.KvDim)).All;
         var ex = Assert.Throws<NotSupportedException>(() => _gpu.Attention(c, 0, true, q, kv, kv, rows, q));
-        Assert.Contains("f32 or f16", ex.Message);
-        Assert.Contains("bf16", ex.Message);
+        Assert.Contains("f32, f16 or bf16", ex.Message);
+        Assert.Contains("q8_0", ex.Message);
     }
 }

@@ -82,6 +82,7 @@ public class GpuPlacementTests(ITestOutputHelper output)
     [InlineData("maverick-tiny", 999, 2, "f32")]
     [InlineData("maverick-tiny", 3, 0, "f16")]
     [InlineData("maverick-tiny", 1, 4, "f16")]
+    [InlineData("scout-tiny", 2, 0, "bf16")]
     public void PlanDeviceBytesMatchWhatTheBackendAllocates(string model, int gpuLayers, int hostExpertLayers, string kv)
     {
         const int rows = 9, context = 32, sequences = 2;
