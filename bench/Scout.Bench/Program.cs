@@ -13,7 +13,7 @@ using Scout.Tensors;
 // Scout.Bench: side-by-side Scout vs llama.cpp (LLamaSharp 0.30.0 CPU backend) on the same GGUF, plus kernel sweeps.
 //   gen     --shape bench-1b|bench-4b|tiny --type Q4_0|Q8_0|Q4_K_M --out file.gguf
 //   compare --model file.gguf [--threads N] [--prompt 512] [--gen 128] [--reps 3] [--avx avx512|avx2]
-//   kernels [--threads N]                 GB/s of each block kernel and path on a matrix ≫ L3, pool dispatch cost
+//   kernels [--threads N] [--types Q4_0,..] [--paths all|rowmajor|repacked] GB/s of each block kernel and path on a matrix ≫ L3, pool dispatch cost
 //   bdn                                   BenchmarkDotNet run of the decode kernels
 //   profile --model file.gguf [--threads N]  per-op time of decode steps in Scout
 //   logits  --model file.gguf [--tokens 24]  Scout's logits vs llama.cpp's on the same file (KL, top-1, max |Δ|)
@@ -36,7 +36,11 @@ switch (args.FirstOrDefault())
     case "compare":
         return Compare.Run(opts);
     case "kernels":
-        KernelSweep.Run(opts.GetInt("threads", Environment.ProcessorCount));
+        KernelSweep.Run(opts.GetInt("threads", Environment.ProcessorCount), opts.Get("types", "Q4_0,Q8_0,Q4_K,Q6_K"), opts.Get("paths", "all"));
+        return 0;
+    case "batch":
+        KernelSweep.Batch(opts.GetInt("threads", 1), opts.Get("types", "Q4_0,Q8_0,Q4_K,Q6_K"), opts.GetInt("rows", 1024), opts.GetInt("cols", 1024),
+            opts.Get("ns", "1,2,4,8,16,17,19,32,64,128"));
         return 0;
     case "bdn":
         BenchmarkDotNet.Running.BenchmarkRunner.Run<DecodeKernelBenchmarks>();
@@ -172,9 +176,11 @@ internal static class Compare
 }
 
 /// <summary>Throughput of each block kernel and path on a weight matrix much larger than the L3 cache.</summary>
-internal static unsafe class KernelSweep
+internal static unsafe partial class KernelSweep
 {
-    public static void Run(int threads)
+    /// <param name="types">comma-separated tensor types to sweep</param>
+    /// <param name="paths">"all", "rowmajor" or "repacked"</param>
+    public static void Run(int threads, string types, string paths)
     {
         using var pool = new WorkerPool(threads);
         Console.WriteLine($"threads {threads}; pool dispatch {ModelBenchmark.PoolOverheadMicroseconds(pool):F2} µs/call; read bandwidth {MemoryBandwidth.MeasureReadBytesPerSecond(pool) / 1e9:F2} GB/s");
@@ -182,7 +188,7 @@ internal static unsafe class KernelSweep
         Console.WriteLine("| type | path | n=1 GB/s wall | n=1 GB/s per CPU-s | hot GB/s per CPU-s | n=64 weight GB/s per CPU-s |");
         Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: |");
         const int cols = 4096;
-        foreach (var type in new[] { TensorType.Q4_0, TensorType.Q8_0, TensorType.Q4_K, TensorType.Q6_K })
+        foreach (var type in types.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Enum.Parse<TensorType>))
         {
             int rows = (int)((160L << 20) / type.RowBytes(cols));
             long bytes = rows * type.RowBytes(cols);
@@ -203,7 +209,7 @@ internal static unsafe class KernelSweep
             var y = new float[64 * rows];
             foreach (var path in DotKernels.AvailablePaths())
             {
-                if (path == KernelPath.Scalar) continue;
+                if (path == KernelPath.Scalar || paths == "repacked") continue;
                 var (wall, cpu) = Measure(m, x, y, 1, path, pool.Threads);
                 var hot = new QuantizedMatrix(type, data, (int)((1 << 20) / type.RowBytes(cols)), cols, pool);
                 var (_, hotCpu) = Measure(hot, x, y, 1, path, pool.Threads);
@@ -212,7 +218,7 @@ internal static unsafe class KernelSweep
             }
             foreach (var path in RepackedMatrix.AvailablePaths())
             {
-                if (path == RepackPath.Scalar) continue;
+                if (path == RepackPath.Scalar || paths == "rowmajor") continue;
                 var rm = new RepackedMatrix(type, data, rows, cols, pool, path, releaseSource: false);
                 var hot = new RepackedMatrix(type, data, (int)((1 << 20) / type.RowBytes(cols)), cols, pool, path, releaseSource: false);
                 var (wall, cpu) = Measure((xx, nn, yy) => rm.Multiply(xx, nn, yy, path), x, y, 1, pool.Threads);
@@ -245,6 +251,47 @@ internal static unsafe class KernelSweep
 }
 
 internal static partial class KernelSweepHelpers { }
+
+internal static unsafe partial class KernelSweep
+{
+    /// <summary>Repacked product time per token for several batch sizes on one L2-sized matrix (a routed expert's shape):
+    /// where small batches (tails run the 1-token kernel) lose against long ones.</summary>
+    public static void Batch(int threads, string types, int rows, int cols, string ns)
+    {
+        using var pool = new WorkerPool(threads);
+        var counts = ns.Split(',').Select(int.Parse).ToArray();
+        Console.WriteLine($"threads {threads}; W [{rows}, {cols}]; µs per token (repacked, best path {RepackedMatrix.BestPath})");
+        Console.WriteLine("| type | " + string.Join(" | ", counts.Select(c => $"n={c}")) + " |");
+        Console.WriteLine("| --- |" + string.Concat(counts.Select(_ => " ---: |")));
+        foreach (var type in types.Split(',').Select(Enum.Parse<TensorType>))
+        {
+            long bytes = rows * type.RowBytes(cols);
+            byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+            var rng = new Random(1);
+            rng.NextBytes(new Span<byte>(data, (int)bytes));
+            int bb = type.BlockBytes();
+            for (long o = 0; o + bb <= bytes; o += bb)
+            {
+                *(ushort*)(data + o + (type == TensorType.Q6_K ? 208 : 0)) = BitConverter.HalfToUInt16Bits((Half)0.001);
+                if (type == TensorType.Q4_K) *(ushort*)(data + o + 2) = BitConverter.HalfToUInt16Bits((Half)0.001);
+            }
+            var path = RepackedMatrix.BestPath ?? RepackPath.Scalar;
+            var m = new RepackedMatrix(type, data, rows, cols, pool, path, releaseSource: false);
+            int max = counts.Max();
+            var x = new float[max * cols];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)rng.NextDouble() - 0.5f;
+            var y = new float[max * rows];
+            var cells = new List<string>();
+            foreach (int n in counts)
+            {
+                var (wall, _) = Measure((xx, nn, yy) => m.Multiply(xx, nn, yy, path), x, y, n, threads, 3);
+                cells.Add($"{wall / n * 1e6:F1}");
+            }
+            Console.WriteLine($"| {type} | " + string.Join(" | ", cells) + " |");
+            NativeMemory.AlignedFree(data);
+        }
+    }
+}
 
 /// <summary>BenchmarkDotNet microbenchmarks of the decode (n = 1) products, one per type × path.</summary>
 [BenchmarkDotNet.Attributes.ShortRunJob]

@@ -55,6 +55,54 @@ public unsafe class RepackedMatrixTests
         }
     }
 
+    /// <summary>
+    /// The largest integer sums the layouts allow: every quant at its extreme (Q4 nibbles 15, Q6 quants 63 or 0, Q8 −128
+    /// and 127, 6-bit scales 63, Q6_K scales −128/127) against activations that quantize to ±127 everywhere. The int16
+    /// partial sums of the AVX2 kernels (8 Q4 pairs, 2 Q6 pairs) must not wrap or saturate here.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TypesAndPaths))]
+    public void ExtremeQuantsAndActivationsStayExact(TensorType type, string pathName)
+    {
+        var path = Enum.Parse<RepackPath>(pathName);
+        int rows = 16, cols = Cols(type), n = 9;
+        var data = QuantizedMatrixTests.RandomRows(type, rows, cols, seed: 5);
+        int bb = type.BlockBytes();
+        for (int b = 0; b < data.Length / bb; b++)
+        {
+            var blk = data.AsSpan(b * bb, bb);
+            bool high = (b & 1) == 0;   // alternate the two extremes per block
+            switch (type)
+            {
+                case TensorType.Q4_0: blk[2..].Fill(high ? (byte)0xFF : (byte)0x00); break;
+                case TensorType.Q8_0: blk[2..].Fill(high ? (byte)0x80 : (byte)0x7F); break;
+                case TensorType.Q4_K:
+                    blk[4..16].Fill(0xFF);   // every 6-bit scale and min = 63
+                    blk[16..].Fill(high ? (byte)0xFF : (byte)0x00);
+                    break;
+                default:
+                    blk[..192].Fill(high ? (byte)0xFF : (byte)0x00);   // v = 63 or 0
+                    for (int s = 0; s < 16; s++) blk[192 + s] = (byte)(sbyte)((s & 1) == 0 ? -128 : 127);
+                    break;
+            }
+        }
+        var x = new float[n * cols];
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < cols; c++)
+                x[t * cols + c] = (t % 3) switch { 0 => 1f, 1 => -1f, _ => (c / 32 % 2 == 0) ? 2f : -2f };
+        var expected = new float[n * rows];
+        var actual = new float[n * rows];
+        fixed (byte* w = data)
+        {
+            var m = new RepackedMatrix(type, w, rows, cols, TestPool.Instance, path, releaseSource: false);
+            m.Multiply(x, n, expected, RepackPath.Scalar);
+            m.Multiply(x, n, actual, path);
+        }
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                $"{type} {path} t={i / rows} r={i % rows}: scalar {expected[i]:R} vs {actual[i]:R}");
+    }
+
     [Theory]
     [InlineData(TensorType.Q4_0)]
     [InlineData(TensorType.Q8_0)]
