@@ -129,8 +129,7 @@ public sealed unsafe partial class AttentionKernels
             lo = Math.Min(lo, rows.RowFirstKey[r0 + i]); hi = Math.Max(hi, rows.RowPosition[r0 + i]);
             hiFirst = Math.Max(hiFirst, rows.RowFirstKey[r0 + i]); loLast = Math.Min(loLast, rows.RowPosition[r0 + i]);
         }
-        long len = hi - lo + 1;
-        int from = lo + (int)(len * split / job.Splits), to = lo + (int)(len * (split + 1) / job.Splits); // [from, to)
+        var (from, to) = SplitRange(lo, hi, split, job.Splits);
 
         var sc = Scratch.ForCurrentThread();
         sc.Ensure(queries, hd);
@@ -150,23 +149,7 @@ public sealed unsafe partial class AttentionKernels
             float** qv = stackalloc float*[queries];
             byte** kptr = stackalloc byte*[KeyTile];
             byte** vptr = stackalloc byte*[KeyTile];
-            for (int qi = 0; qi < queries; qi++)
-            {
-                int i = qi / group, g = qi % group;
-                qv[qi] = job.Q + (long)(r0 + i) * job.Heads * hd + (kvHead * group + g) * hd;
-                mrow[qi] = float.NegativeInfinity;
-                lrow[qi] = 0;
-                if (quantKeys)
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        sbyte* dst = qq + qi * hd + b * 32;
-                        qd[qi * blocks + b] = Q8Activations.QuantizeBlock(qv[qi] + b * 32, dst, 32);
-                        int s = 0;
-                        for (int j = 0; j < 32; j++) s += dst[j];
-                        qs[qi * blocks + b] = s;
-                    }
-            }
-            new Span<float>(acc, queries * hd).Clear();
+            StartTile(job, r0, kvHead, queries, quantKeys, qv, mrow, lrow, acc, qq, qd, qs);
 
             // Decode with f16 keys: the queries pre-scaled by 2^112 for F16RawLoad (when every |q| allows it).
             float** qraw = stackalloc float*[queries];
@@ -228,13 +211,7 @@ public sealed unsafe partial class AttentionKernels
                         continue;
                     }
                     float mNew = MathF.Max(mrow[qi], tmax);
-                    if (mNew != mrow[qi])
-                    {
-                        float alpha = MathF.Exp(mrow[qi] - mNew);
-                        lrow[qi] *= alpha;
-                        Scale(Path, acc + qi * hd, alpha, hd);
-                        mrow[qi] = mNew;
-                    }
+                    RaiseMax(qi, mNew, mrow, lrow, acc, hd);
                     TensorPrimitives.Subtract(srow, mNew, srow);
                     TensorPrimitives.Exp(srow, srow);
                     lrow[qi] += TensorPrimitives.Sum(srow);

@@ -327,8 +327,7 @@ public sealed unsafe partial class AttentionKernels
 
         int lo = int.MaxValue, hi = 0;
         for (int i = 0; i < tr; i++) { lo = Math.Min(lo, rows.RowFirstKey[r0 + i]); hi = Math.Max(hi, rows.RowPosition[r0 + i]); }
-        long len = hi - lo + 1;
-        int from = lo + (int)(len * split / job.Splits), to = lo + (int)(len * (split + 1) / job.Splits); // [from, to)
+        var (from, to) = SplitRange(lo, hi, split, job.Splits);
 
         var sc = Scratch.ForCurrentThread();
         sc.Ensure(queries, hd);
@@ -345,23 +344,7 @@ public sealed unsafe partial class AttentionKernels
             float** qv = stackalloc float*[queries];
             byte** kptr = stackalloc byte*[KeyTile];
             byte** vptr = stackalloc byte*[KeyTile];
-            for (int qi = 0; qi < queries; qi++)
-            {
-                int i = qi / group, g = qi % group;
-                qv[qi] = job.Q + (long)(r0 + i) * job.Heads * hd + (kvHead * group + g) * hd;
-                mrow[qi] = float.NegativeInfinity;
-                lrow[qi] = 0;
-                if (quantKeys)
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        sbyte* dst = qq + qi * hd + b * 32;
-                        qd[qi * blocks + b] = Q8Activations.QuantizeBlock(qv[qi] + b * 32, dst, 32);
-                        int s = 0;
-                        for (int j = 0; j < 32; j++) s += dst[j];
-                        qs[qi * blocks + b] = s;
-                    }
-            }
-            new Span<float>(acc, queries * hd).Clear();
+            StartTile(job, r0, kvHead, queries, quantKeys, qv, mrow, lrow, acc, qq, qd, qs);
 
             for (int k0 = from; k0 < to; k0 += KeyTile)
             {
@@ -405,13 +388,7 @@ public sealed unsafe partial class AttentionKernels
                         continue;
                     }
                     float mNew = MathF.Max(mrow[qi], tmax);
-                    if (mNew != mrow[qi])
-                    {
-                        float alpha = MathF.Exp(mrow[qi] - mNew);
-                        lrow[qi] *= alpha;
-                        Scale(Path, acc + qi * hd, alpha, hd);
-                        mrow[qi] = mNew;
-                    }
+                    RaiseMax(qi, mNew, mrow, lrow, acc, hd);
                     float sum = 0;
                     for (int j = 0; j < kn; j++)
                     {
@@ -441,6 +418,53 @@ public sealed unsafe partial class AttentionKernels
 
             WriteTileResult(job, qv, queries, hd, acc, mrow, lrow, jobIndex);
         }
+    }
+
+    /// <summary>Keys [from, to) of split <paramref name="split"/> of <paramref name="splits"/> over the positions lo..hi (inclusive).</summary>
+    private static (int From, int To) SplitRange(int lo, int hi, int split, int splits)
+    {
+        long len = hi - lo + 1;
+        return (lo + (int)(len * split / splits), lo + (int)(len * (split + 1) / splits));
+    }
+
+    /// <summary>
+    /// Starts a tile of <paramref name="queries"/> (row, group member) queries of one KV head: each query's pointer into
+    /// job.Q, an empty softmax state (max −∞, sum 0, zero accumulator) and, for quantized keys, its q8_0 blocks and their
+    /// sums (what the integer key dots read).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StartTile(Job job, int r0, int kvHead, int queries, bool quantKeys, float** qv, float* mrow, float* lrow, float* acc,
+        sbyte* qq, float* qd, int* qs)
+    {
+        int hd = job.HeadDim, group = job.Group, blocks = hd / 32;
+        for (int qi = 0; qi < queries; qi++)
+        {
+            int i = qi / group, g = qi % group;
+            qv[qi] = job.Q + (long)(r0 + i) * job.Heads * hd + (kvHead * group + g) * hd;
+            mrow[qi] = float.NegativeInfinity;
+            lrow[qi] = 0;
+            if (quantKeys)
+                for (int b = 0; b < blocks; b++)
+                {
+                    sbyte* dst = qq + qi * hd + b * 32;
+                    qd[qi * blocks + b] = Q8Activations.QuantizeBlock(qv[qi] + b * 32, dst, 32);
+                    int s = 0;
+                    for (int j = 0; j < 32; j++) s += dst[j];
+                    qs[qi * blocks + b] = s;
+                }
+        }
+        new Span<float>(acc, queries * hd).Clear();
+    }
+
+    /// <summary>Online softmax: when a tile raises query qi's running max to <paramref name="mNew"/>, its sum and accumulator are rescaled once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void RaiseMax(int qi, float mNew, float* mrow, float* lrow, float* acc, int hd)
+    {
+        if (mNew == mrow[qi]) return;
+        float alpha = MathF.Exp(mrow[qi] - mNew);
+        lrow[qi] *= alpha;
+        Scale(Path, acc + qi * hd, alpha, hd);
+        mrow[qi] = mNew;
     }
 
     /// <summary>The tile's normalised output rows, or its (max, sum, accumulator) triples when the keys are split.</summary>
