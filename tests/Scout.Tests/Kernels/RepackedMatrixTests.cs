@@ -39,20 +39,23 @@ public unsafe class RepackedMatrixTests
         int rows = 29, cols = Cols(type);   // 29 rows: three full groups and a 5-row tail group
         var data = QuantizedMatrixTests.RandomRows(type, rows, cols, seed: 41 + (int)type);
         foreach (int n in new[] { 1, 6, RepackedMatrix.TokenTile + 5 })
+            AssertPathEqualsScalarBitForBit(type, path, data, rows, cols, Activations(n * cols, 3 + n), n);
+    }
+
+    /// <summary>The product of <paramref name="n"/> tokens through <paramref name="path"/> equals the scalar reference to the bit.</summary>
+    private static void AssertPathEqualsScalarBitForBit(TensorType type, RepackPath path, byte[] data, int rows, int cols, float[] x, int n)
+    {
+        var expected = new float[n * rows];
+        var actual = new float[n * rows];
+        fixed (byte* w = data)
         {
-            var x = Activations(n * cols, 3 + n);
-            var expected = new float[n * rows];
-            var actual = new float[n * rows];
-            fixed (byte* w = data)
-            {
-                var m = new RepackedMatrix(type, w, rows, cols, TestPool.Instance, path, releaseSource: false);
-                m.Multiply(x, n, expected, RepackPath.Scalar);
-                m.Multiply(x, n, actual, path);
-            }
-            for (int i = 0; i < expected.Length; i++)
-                Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
-                    $"{type} {path} n={n} t={i / rows} r={i % rows}: scalar {expected[i]:R} vs {actual[i]:R}");
+            var m = new RepackedMatrix(type, w, rows, cols, TestPool.Instance, path, releaseSource: false);
+            m.Multiply(x, n, expected, RepackPath.Scalar);
+            m.Multiply(x, n, actual, path);
         }
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                $"{type} {path} n={n} t={i / rows} r={i % rows}: scalar {expected[i]:R} vs {actual[i]:R}");
     }
 
     /// <summary>
@@ -90,17 +93,7 @@ public unsafe class RepackedMatrixTests
         for (int t = 0; t < n; t++)
             for (int c = 0; c < cols; c++)
                 x[t * cols + c] = (t % 3) switch { 0 => 1f, 1 => -1f, _ => (c / 32 % 2 == 0) ? 2f : -2f };
-        var expected = new float[n * rows];
-        var actual = new float[n * rows];
-        fixed (byte* w = data)
-        {
-            var m = new RepackedMatrix(type, w, rows, cols, TestPool.Instance, path, releaseSource: false);
-            m.Multiply(x, n, expected, RepackPath.Scalar);
-            m.Multiply(x, n, actual, path);
-        }
-        for (int i = 0; i < expected.Length; i++)
-            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
-                $"{type} {path} t={i / rows} r={i % rows}: scalar {expected[i]:R} vs {actual[i]:R}");
+        AssertPathEqualsScalarBitForBit(type, path, data, rows, cols, x, n);
     }
 
     [Theory]
