@@ -147,9 +147,14 @@ public sealed unsafe partial class AttentionKernels
         fixed (int* qs = sc.QSums)
         {
             float** qv = stackalloc float*[queries];
+            // Row pointers of this key tile and the next (double-buffered: the next tile's rows are prefetched while
+            // this one is computed, and Widen may repoint this tile's entries at scratch).
             byte** kptr = stackalloc byte*[KeyTile];
             byte** vptr = stackalloc byte*[KeyTile];
+            byte** knext = stackalloc byte*[KeyTile];
+            byte** vnext = stackalloc byte*[KeyTile];
             StartTile(job, r0, kvHead, queries, quantKeys, qv, mrow, lrow, acc, qq, qd, qs);
+            if (from < to) layer.RowPointers(from, Math.Min(KeyTile, to - from), knext, vnext, kvHead);
 
             // Decode with f16 keys: the queries pre-scaled by 2^112 for F16RawLoad (when every |q| allows it).
             float** qraw = stackalloc float*[queries];
@@ -166,7 +171,17 @@ public sealed unsafe partial class AttentionKernels
             for (int k0 = from; k0 < to; k0 += KeyTile)
             {
                 int kn = Math.Min(KeyTile, to - k0);
-                layer.RowPointers(k0, kn, kptr, vptr, kvHead);
+                byte** swap = kptr; kptr = knext; knext = swap;
+                swap = vptr; vptr = vnext; vnext = swap;
+                if (k0 + KeyTile < to)
+                {
+                    // Software prefetch of the next tile's K and V rows into L2: the rows of one head are contiguous
+                    // only within a page, and the hardware prefetcher stalls at every page (and 4 KiB) boundary.
+                    int nn = Math.Min(KeyTile, to - k0 - KeyTile);
+                    layer.RowPointers(k0 + KeyTile, nn, knext, vnext, kvHead);
+                    PrefetchRows(knext, nn, layer.KeyHeadBytes);
+                    PrefetchRows(vnext, nn, layer.ValueHeadBytes);
+                }
 
                 // Scores of the tile (scaled).
                 if (quantKeys)
@@ -230,6 +245,18 @@ public sealed unsafe partial class AttentionKernels
             }
 
             WriteTileResult(job, qv, queries, hd, acc, mrow, lrow, jobIndex);
+        }
+    }
+
+    /// <summary>Prefetches (into L2) every cache line of rows[0..n), each <paramref name="rowBytes"/> long.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchRows(byte** rows, int n, int rowBytes)
+    {
+        if (!Sse.IsSupported) return;
+        for (int j = 0; j < n; j++)
+        {
+            byte* r = rows[j];
+            for (int b = 0; b < rowBytes; b += 64) Sse.Prefetch1(r + b);
         }
     }
 
