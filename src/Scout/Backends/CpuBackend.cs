@@ -66,6 +66,9 @@ public sealed class CpuBackend : IBackend
 
     public void MatMul(IWeightMatrix w, BufferView x, int n, BufferView y) => w.Multiply(x.HostFloats, n, y.HostFloats);
 
+    public void MatMulShared(BufferView x, int n, IWeightMatrix a, BufferView ya, IWeightMatrix b, BufferView yb, IWeightMatrix? c = null, BufferView yc = default)
+        => WeightMatrix.MultiplyShared(x.HostFloats, n, a, ya.HostFloats, b, yb.HostFloats, c, c is null ? default : yc.HostFloats);
+
     public void MatMulToHost(IWeightMatrix w, BufferView x, int n, ForwardWorkspace ws, Span<float> y) => w.Multiply(x.HostFloats, n, y);
 
     public void RmsNorm(BufferView xv, float[]? weight, float eps, int rows, int dim, BufferView yv)
@@ -203,8 +206,7 @@ public sealed class CpuBackend : IBackend
             int f = ff.Gate.Rows;
             var gate = gateAll[..(m * f)];
             var up = upAll[..(m * f)];
-            ff.Gate.Multiply(xin, m, gate);
-            ff.Up.Multiply(xin, m, up);
+            WeightMatrix.MultiplyShared(xin, m, ff.Gate, gate, ff.Up, up);
             SwiGlu(gate, up);
             ff.Down.Multiply(gate, m, yout);
             for (int i = 0; i < m; i++)

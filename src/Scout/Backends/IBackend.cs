@@ -52,6 +52,18 @@ public interface IBackend : IDisposable
     /// <summary>y[n, W.Rows] = x[n, W.Cols] · Wᵀ (overwrites y).</summary>
     void MatMul(IWeightMatrix w, BufferView x, int n, BufferView y);
 
+    /// <summary>
+    /// ya = x·Aᵀ, yb = x·Bᵀ (and yc = x·Cᵀ when <paramref name="c"/> is given): products that read the same input (gate
+    /// and up; q, k and v), which a backend may run as one (the CPU quantizes x once). Same results as separate
+    /// <see cref="MatMul"/> calls, which is what this default does.
+    /// </summary>
+    void MatMulShared(BufferView x, int n, IWeightMatrix a, BufferView ya, IWeightMatrix b, BufferView yb, IWeightMatrix? c = null, BufferView yc = default)
+    {
+        MatMul(a, x, n, ya);
+        MatMul(b, x, n, yb);
+        if (c is not null) MatMul(c, x, n, yc);
+    }
+
     /// <summary>The same product into host memory (the head's logits): y[n, W.Rows] = x[n, W.Cols] · Wᵀ.</summary>
     void MatMulToHost(IWeightMatrix w, BufferView x, int n, ForwardWorkspace ws, Span<float> y);
 

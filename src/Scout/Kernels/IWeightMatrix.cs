@@ -37,4 +37,18 @@ public static unsafe class WeightMatrix
             ? new Quant.QuantizedMatrix(type, data, rows, cols, pool)
             : new DequantizingMatrix(type, data, rows, cols, pool);
     }
+
+    /// <summary>
+    /// ya = x·Aᵀ and yb = x·Bᵀ (and yc = x·Cᵀ when <paramref name="c"/> is given) for matrices that read the same
+    /// input, such as a SwiGLU block's gate and up or attention's q, k and v. Repacked matrices quantize x once and run
+    /// as one parallel product; any other mix runs the products one after the other. Results are the same either way.
+    /// </summary>
+    public static void MultiplyShared(ReadOnlySpan<float> x, int n, IWeightMatrix a, Span<float> ya, IWeightMatrix b, Span<float> yb,
+        IWeightMatrix? c = null, Span<float> yc = default)
+    {
+        if (Quant.RepackedMatrix.TryMultiplyShared(x, n, a, ya, b, yb, c, yc)) return;
+        a.Multiply(x, n, ya);
+        b.Multiply(x, n, yb);
+        c?.Multiply(x, n, yc);
+    }
 }

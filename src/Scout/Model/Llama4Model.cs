@@ -263,9 +263,7 @@ public sealed class Llama4Model : IDisposable
         var q = ws.Q.Take(n * qDim);
         var k = ws.K.Take(n * kvDim);
 
-        b.MatMul(w.Q, x, n, q);
-        b.MatMul(w.K, x, n, k);
-        b.MatMul(w.V, x, n, ws.V.Take(n * kvDim));
+        b.MatMulShared(x, n, w.Q, q, w.K, k, w.V, ws.V.Take(n * kvDim));
         if (useRope)
         {
             var cos = ws.RopeCos.Take(n * half);
@@ -294,8 +292,7 @@ public sealed class Llama4Model : IDisposable
         int f = ff.Gate.Rows;
         var gate = ws.Gate.Take(n * f);
         var up = ws.Up.Take(n * f);
-        b.MatMul(ff.Gate, x, n, gate);
-        b.MatMul(ff.Up, x, n, up);
+        b.MatMulShared(x, n, ff.Gate, gate, ff.Up, up);
         b.SwiGlu(gate, up);
         b.MatMul(ff.Down, gate, n, output);
     }

@@ -139,6 +139,86 @@ public unsafe class RepackedMatrixTests
             }
     }
 
+    /// <summary>
+    /// Products that share their input (gate and up; q, k and v) quantize it once and run in one dispatch: every output
+    /// must equal the separate product to the bit, for mixed weight types of one activation format and any row tails.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TypesAndPaths))]
+    public void SharedInputProductsEqualSeparateProductsBitForBit(TensorType type, string pathName)
+    {
+        var path = Enum.Parse<RepackPath>(pathName);
+        // A second type of the same activation format (Q4_K with Q6_K, Q4_0 with Q8_0), as in a Q4_K_M file's v.
+        var other = type switch { TensorType.Q4_0 => TensorType.Q8_0, TensorType.Q8_0 => TensorType.Q4_0, TensorType.Q4_K => TensorType.Q6_K, _ => TensorType.Q4_K };
+        int cols = Cols(type);
+        int[] rows = [29, 16, 8 * 40 + 3];   // a tail group, one of exactly two groups, and many groups
+        var types = new[] { type, type, other };
+        var data = new byte[3][];
+        for (int i = 0; i < 3; i++) data[i] = QuantizedMatrixTests.RandomRows(types[i], rows[i], cols, seed: 11 + i + (int)type);
+        fixed (byte* w0 = data[0]) fixed (byte* w1 = data[1]) fixed (byte* w2 = data[2])
+        {
+            var m = new[]
+            {
+                new RepackedMatrix(types[0], w0, rows[0], cols, TestPool.Instance, path, releaseSource: false),
+                new RepackedMatrix(types[1], w1, rows[1], cols, TestPool.Instance, path, releaseSource: false),
+                new RepackedMatrix(types[2], w2, rows[2], cols, TestPool.Instance, path, releaseSource: false),
+            };
+            foreach (int n in new[] { 1, 6, RepackedMatrix.TokenTile + 5 })
+            {
+                var x = Activations(n * cols, 17 + n);
+                var expected = new float[3][];
+                for (int i = 0; i < 3; i++) m[i].Multiply(x, n, expected[i] = new float[n * rows[i]], path);
+                var y = new float[3][];
+                for (int i = 0; i < 3; i++) { y[i] = new float[n * rows[i]]; y[i].AsSpan().Fill(float.NaN); }
+                Assert.True(RepackedMatrix.TryMultiplyShared(x, n, m[0], y[0], m[1], y[1], m[2], y[2]));
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < expected[i].Length; j++)
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[i][j]) == BitConverter.SingleToInt32Bits(y[i][j]),
+                            $"{types[i]} {path} n={n} matrix {i} t={j / rows[i]} r={j % rows[i]}: separate {expected[i][j]:R} vs shared {y[i][j]:R}");
+                // Two matrices (gate and up), through the public entry point.
+                var g = new float[n * rows[0]];
+                var u = new float[n * rows[1]];
+                WeightMatrix.MultiplyShared(x, n, m[0], g, m[1], u);
+                Assert.Equal(expected[0], g);
+                Assert.Equal(expected[1], u);
+            }
+        }
+    }
+
+    [Fact]
+    public void SharedInputProductsOfMatricesThatCannotShareRunSeparately()
+    {
+        int cols = 256 * 3, rows = 24, n = 5;
+        var q4k = QuantizedMatrixTests.RandomRows(TensorType.Q4_K, rows, cols, seed: 1);
+        var q8 = QuantizedMatrixTests.RandomRows(TensorType.Q8_0, rows, cols, seed: 2);
+        var x = Activations(n * cols, 4);
+        fixed (byte* a = q4k) fixed (byte* b = q8)
+        {
+            var path = RepackPath.Scalar;
+            var ma = new RepackedMatrix(TensorType.Q4_K, a, rows, cols, TestPool.Instance, path, releaseSource: false);
+            var mb = new RepackedMatrix(TensorType.Q8_0, b, rows, cols, TestPool.Instance, path, releaseSource: false);   // 32-value activation blocks
+            var rowMajor = new QuantizedMatrix(TensorType.Q4_K, a, rows, cols, TestPool.Instance);
+            var ya = new float[n * rows];
+            var yb = new float[n * rows];
+            Assert.False(RepackedMatrix.TryMultiplyShared(x, n, ma, ya, mb, yb, null, default));
+            Assert.False(RepackedMatrix.TryMultiplyShared(x, n, ma, ya, rowMajor, yb, null, default));
+            Assert.All(ya, v => Assert.Equal(0f, v));   // nothing computed when refused
+            var ea = new float[n * rows];
+            var eb = new float[n * rows];
+            var er = new float[n * rows];
+            ma.Multiply(x, n, ea);
+            mb.Multiply(x, n, eb);
+            rowMajor.Multiply(x, n, er);
+            WeightMatrix.MultiplyShared(x, n, ma, ya, mb, yb);
+            Assert.Equal(ea, ya);
+            Assert.Equal(eb, yb);
+            var yr = new float[n * rows];
+            WeightMatrix.MultiplyShared(x, n, ma, ya, rowMajor, yr);
+            Assert.Equal(ea, ya);
+            Assert.Equal(er, yr);
+        }
+    }
+
     [Fact]
     public void ReleasingTheMappedSourcePagesKeepsResultsAndTheMappingValid()
     {
