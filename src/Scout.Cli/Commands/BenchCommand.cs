@@ -54,7 +54,7 @@ public static class BenchCommand
         double? PpTokensPerSecond, double? PpStdDev, int PromptTokens,
         double? TgTokensPerSecond, double? TgStdDev, int GenTokens,
         double? AchievedBandwidthGBs, double? MachineBandwidthGBs, double? BoundTokensPerSecond, double? FractionOfBound,
-        double PoolDispatchMicroseconds, int Depth = 0, string KeyType = "f16", string ValueType = "f16", long KvBytesPerToken = 0, string? Device = null);
+        double PoolDispatchMicroseconds, int Depth = 0, string KeyType = "f16", string ValueType = "f16", long KvBytesPerToken = 0, string? Device = null, long WeightBytesPerToken = 0);
 
     public static Report Run(Llama4Model m, string name, int threads, int pp, int tg, int reps, bool probe, BenchCache? bench = null)
     {
@@ -62,7 +62,8 @@ public static class BenchCommand
         var pool = m.Backend.HostPool;
         // Bytes one decoded token reads: the active weights plus the K/V rows it attends to (at the middle of the tg run).
         long kvBytes = ModelBenchmark.KvBytesPerToken(m.Config, bench.Depth + tg / 2 + 1, bench.K, bench.V);
-        long active = ModelBenchmark.ActiveBytesPerToken(m) + kvBytes;
+        long weightBytes = ModelBenchmark.ActiveBytesPerToken(m);
+        long active = weightBytes + kvBytes;
         ThroughputSample? pps = pp > 0 ? ModelBenchmark.Prompt(m, pp, reps, cache: bench) : null;
         ThroughputSample? tgs = tg > 0 ? ModelBenchmark.Generate(m, tg, reps, cache: bench) : null;
         // On a GPU the bound is the device's: its peak bandwidth as the driver reports it (the host probe would measure RAM).
@@ -70,25 +71,28 @@ public static class BenchCommand
             ? gpu.PeakBandwidthBytesPerSecond / 1e9
             : probe ? MemoryBandwidth.MeasureReadBytesPerSecond(pool) / 1e9 : null;
         double? achieved = tgs is null ? null : active * tgs.Median / 1e9;
-        double? bound = machine is null ? null : machine * 1e9 / active;
+        double? bound = machine is null ? null : ModelBenchmark.BoundTokensPerSecond(machine.Value * 1e9, weightBytes, kvBytes);
         return new Report(name, pool.Threads, Scout.Kernels.Quant.QuantizedMatrix.KernelPathName, active, ModelBenchmark.TotalWeightBytes(m),
             pps?.Median, pps?.StdDev, pp, tgs?.Median, tgs?.StdDev, tg,
             achieved, machine, bound, achieved is null || machine is null ? null : achieved / machine,
             ModelBenchmark.PoolOverheadMicroseconds(pool, 5000), bench.Depth, bench.K.Name, bench.V.Name, kvBytes,
-            m.Backend is Scout.Gpu.GpuBackend g ? $"{g.Name} ({g.DeviceName})" : null);
+            m.Backend is Scout.Gpu.GpuBackend g ? $"{g.Name} ({g.DeviceName})" : null, weightBytes);
     }
 
     private static void Print(TextWriter o, Report r)
     {
         o.WriteLine($"model: {r.Model}   threads: {r.Threads}   kernels: {r.KernelPath}   K/V: {r.KeyType}/{r.ValueType}   depth: {r.Depth}");
-        o.WriteLine($"weights: {r.WeightBytes / 1048576.0:F1} MiB   active per token: {r.ActiveBytesPerToken / 1048576.0:F1} MiB " +
+        o.WriteLine($"weights: {r.WeightBytes / 1048576.0:F1} MiB   active per token: {r.WeightBytesPerToken / 1048576.0:F1} MiB " +
                     "(attention + router + shared expert + top-k experts + embedding row + output head)");
         o.WriteLine("| test | tokens/s | ± |");
         o.WriteLine("| --- | ---: | ---: |");
         string at = r.Depth > 0 ? $" @ d{r.Depth}" : "";
         if (r.PpTokensPerSecond is { } pp) o.WriteLine($"| pp{r.PromptTokens}{at} | {pp:F2} | {r.PpStdDev:F2} |");
         if (r.TgTokensPerSecond is { } tg) o.WriteLine($"| tg{r.GenTokens}{at} | {tg:F2} | {r.TgStdDev:F2} |");
-        o.WriteLine($"K/V read per decoded token: {r.KvBytesPerToken / 1048576.0:F1} MiB (counted in the bandwidth bound below)");
+        int ctxTokens = r.Depth + r.GenTokens / 2 + 1;
+        o.WriteLine($"read per decoded token (at context {ctxTokens}, mid-tg): weights {r.WeightBytesPerToken / 1048576.0:F1} MiB + " +
+                    $"K/V {r.KvBytesPerToken / 1048576.0:F1} MiB ({r.KeyType}/{r.ValueType}) = {r.ActiveBytesPerToken / 1048576.0:F1} MiB " +
+                    "(the bandwidth bound below divides by this sum)");
         if (r.AchievedBandwidthGBs is { } a) o.WriteLine($"achieved bandwidth (active bytes × tg/s): {a:F2} GB/s");
         if (r.MachineBandwidthGBs is { } mb)
         {

@@ -147,18 +147,33 @@ public static class ModelBenchmark
     }
 
     /// <summary>
-    /// K/V bytes one decoded token reads at context <paramref name="context"/>: every cached row of K and V each
-    /// layer attends to (the chunk in chunked layers, everything in global ones) in the cache's element types.
+    /// K/V bytes one decoded token reads when it is the <paramref name="context"/>-th position (position context − 1):
+    /// every K and V row each layer attends to, in the cache's element types. Global (NoPE) layers see all
+    /// <paramref name="context"/> keys; chunked (RoPE) layers only the keys from their chunk's start up to the token
+    /// (as the attention masks them: the kernels never read the rest).
     /// </summary>
     public static long KvBytesPerToken(Llama4Config c, long context, Planning.KvType keyType, Planning.KvType valueType)
     {
-        long total = 0;
+        if (context <= 0) return 0;
+        long rowBytes = keyType.RowBytes(c.KvDim) + valueType.RowBytes(c.KvDim);
+        long position = context - 1, total = 0;
         for (int layer = 0; layer < c.NumLayers; layer++)
         {
-            long visible = c.UsesRope(layer) ? Math.Min(context, c.AttentionChunkSize) : context; // at most one chunk (its start unknown: the worst case)
-            total += visible * (keyType.RowBytes(c.KvDim) + valueType.RowBytes(c.KvDim));
+            long visible = c.UsesRope(layer) ? position - position / c.AttentionChunkSize * c.AttentionChunkSize + 1 : context;
+            total += visible * rowBytes;
         }
         return total;
+    }
+
+    /// <summary>
+    /// The memory-bandwidth bound on decode speed: tokens/s if every byte a token must read (its active weights plus
+    /// the K/V rows it attends to) came from memory at <paramref name="bytesPerSecond"/> and nothing else took time.
+    /// </summary>
+    public static double BoundTokensPerSecond(double bytesPerSecond, long weightBytesPerToken, long kvBytesPerToken)
+    {
+        long bytes = weightBytesPerToken + kvBytesPerToken;
+        if (bytes <= 0) throw new ArgumentException("a token reads at least one byte");
+        return bytesPerSecond / bytes;
     }
 
     /// <summary>

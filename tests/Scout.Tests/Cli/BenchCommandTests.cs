@@ -24,6 +24,11 @@ public class BenchCommandTests
         Assert.InRange(active, 1, total - 1);
         Assert.Equal(JsonValueKind.Null, r.GetProperty("MachineBandwidthGBs").ValueKind);
         Assert.Equal(8, r.GetProperty("PromptTokens").GetInt32());
+        // active = weights per token + K/V per token (at depth 0 and 4 generated tokens: context 3)
+        long weights = r.GetProperty("WeightBytesPerToken").GetInt64(), kv = r.GetProperty("KvBytesPerToken").GetInt64();
+        Assert.InRange(weights, 1, total - 1);
+        Assert.True(kv > 0);
+        Assert.Equal(active, weights + kv);
     }
 
     [Fact]
@@ -35,6 +40,7 @@ public class BenchCommandTests
         Assert.Contains("| pp4 |", output);
         Assert.Contains("| tg2 |", output);
         Assert.Contains("measured read bandwidth", output);
+        Assert.Contains("read per decoded token (at context 2, mid-tg): weights ", output);
         Assert.Contains("% of the bandwidth bound", output);
     }
 
