@@ -45,6 +45,8 @@ internal static class DecodeProfile
             FinalNorm = w.FinalNorm,
             Output = T("output head", w.Output),
             RopeFreqDivisors = w.RopeFreqDivisors,
+            Placement = w.Placement,
+            EmbeddingMatrix = w.EmbeddingMatrix,
             Layers = w.Layers.Select(l => new LayerWeights
             {
                 AttentionNorm = l.AttentionNorm, FfnNorm = l.FfnNorm,
@@ -68,7 +70,9 @@ internal static class DecodeProfile
         }
         else
         {
-            ModelBenchmark.GenerateOnce(model, 8);
+            // Every routed expert is repacked on its first product: warm long enough that all of them were used, so the
+            // profile times the kernels, not the one-time repack (tg64 with random tokens touches most experts).
+            ModelBenchmark.GenerateOnce(model, o.GetInt("warm", 256));
             sink.Clear();
             tokenMs = 1000.0 / ModelBenchmark.GenerateOnce(model, steps);
         }
