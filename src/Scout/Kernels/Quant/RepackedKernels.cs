@@ -127,7 +127,8 @@ internal static unsafe partial class RepackedKernels
     }
 
     /// <summary>AVX2 without VNNI: the 4-bit and 6-bit kernels add vpmaddubsw's int16 pair sums in int16 before one
-    /// vpmaddwd (see <see cref="Q4_0x4W16"/>); Q8_0 (pairs up to 2·128·127) keeps the per-chunk widening.</summary>
+    /// vpmaddwd (see <see cref="Q4_0x4W16"/>; the one-token Q6_K kernel too, <see cref="Q6_Kx1W16"/>); Q8_0 (pairs up to
+    /// 2·128·127) keeps the per-chunk widening.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void RunAvx2(Scout.Tensors.TensorType type, byte* grp, int blocks, in ActView a, int t, int count, float* o)
     {
@@ -148,7 +149,7 @@ internal static unsafe partial class RepackedKernels
                 break;
             default:
                 for (; i + 4 <= count; i += 4) Q6_Kx4W16(grp, blocks, a, t + i, o + 8 * i);
-                for (; i < count; i++) Q6_Kx1<MaddDot>(grp, blocks, a, t + i, o + 8 * i);
+                for (; i < count; i++) Q6_Kx1W16(grp, blocks, a, t + i, o + 8 * i);
                 break;
         }
     }

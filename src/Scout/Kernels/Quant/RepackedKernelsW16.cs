@@ -98,6 +98,19 @@ internal static unsafe partial class RepackedKernels
 
     // ---------------------------------------------------------------- Q4_K
 
+    /// <summary>Two chunks of a Q4_K nibble pair: low nibbles (sub-block 2i) into lo, high (2i+1) into hi.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4Pair(byte* qs, sbyte* x, Vector256<byte> m, ref Vector256<short> lo, ref Vector256<short> hi)
+    {
+        var r0 = Vector256.Load(qs);
+        var r1 = Vector256.Load(qs + 32);
+        lo += Mub(r0 & m, Bcast(x)) + Mub(r1 & m, Bcast(x + 4));
+        hi += Mub(Vector256.ShiftRightLogical(r0.AsUInt16(), 4).AsByte() & m, Bcast(x + 32))
+            + Mub(Vector256.ShiftRightLogical(r1.AsUInt16(), 4).AsByte() & m, Bcast(x + 36));
+    }
+
+    /// <summary>One token of Q4_K: int16 pair sums over a sub-block's 8 chunks (≤ 8·2·15·127), widened by one vpmaddwd that
+    /// applies the 6-bit scale; the chunks are unrolled two at a time (constant offsets, the mask kept in a register).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4_Kx1W16(byte* grp, int blocks, in ActView a, int t, float* o)
     {
@@ -117,12 +130,10 @@ internal static unsafe partial class RepackedKernels
                 byte* qs = blk + 160 + 256 * i;
                 sbyte* xi = x + 64 * i;
                 Vector256<short> lo = default, hi = default;
-                for (int c = 0; c < 8; c++)
-                {
-                    var raw = Vector256.Load(qs + 32 * c);
-                    lo += Mub(raw & m, Bcast(xi + 4 * c));
-                    hi += Mub(Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & m, Bcast(xi + 32 + 4 * c));
-                }
+                Q4Pair(qs, xi, m, ref lo, ref hi);
+                Q4Pair(qs + 64, xi + 8, m, ref lo, ref hi);
+                Q4Pair(qs + 128, xi + 16, m, ref lo, ref hi);
+                Q4Pair(qs + 192, xi + 24, m, ref lo, ref hi);
                 isum += Avx2.MultiplyAddAdjacent(lo, PairsU8(blk + 32 + 16 * i))
                       + Avx2.MultiplyAddAdjacent(hi, PairsU8(blk + 40 + 16 * i));
             }
@@ -192,6 +203,79 @@ internal static unsafe partial class RepackedKernels
             s2 -= Avx2.MultiplyAddAdjacent(sc, Vector256.Create(*(int*)(b2 + 2 * k)).AsInt16());
             s3 -= Avx2.MultiplyAddAdjacent(sc, Vector256.Create(*(int*)(b3 + 2 * k)).AsInt16());
         }
+    }
+
+    /// <summary>−32 · Σ_s scale_s[r] · Σa_s for one token (the offset of the unsigned 6-bit quants), lanes = rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q6Offsets1(byte* blk, short* bs)
+    {
+        var shuffle = InterleaveHalves;
+        var total = Vector256<int>.Zero;
+        for (int k = 0; k < 8; k++)
+        {
+            var sc = Vector256.ShiftLeft(Avx2.ConvertToVector256Int16(Ssse3.Shuffle(Vector128.Load(blk + 16 + 16 * k), shuffle).AsSByte()), 5);
+            total -= Avx2.MultiplyAddAdjacent(sc, Vector256.Create(*(int*)(bs + 2 * k)).AsInt16());
+        }
+        return total;
+    }
+
+    /// <summary>The four 6-bit chunks (one per plane) at low-plane chunk <paramref name="l"/> and high-bit chunk
+    /// <paramref name="h"/>, each multiplied by its 4 activations into int16 pair sums added to p0..p3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Planes(byte* l, byte* h, sbyte* x, ref Vector256<short> p0, ref Vector256<short> p1, ref Vector256<short> p2, ref Vector256<short> p3)
+    {
+        var low4 = Vector256.Create((byte)0x0F);
+        var bits45 = Vector256.Create((byte)0x30);
+        var l0 = Vector256.Load(l);
+        var l1 = Vector256.Load(l + 512);
+        var hb = Vector256.Load(h).AsUInt16();
+        p0 += Mub((l0 & low4) | (Vector256.ShiftLeft(hb, 4).AsByte() & bits45), Bcast(x));
+        p1 += Mub((l1 & low4) | (Vector256.ShiftLeft(hb, 2).AsByte() & bits45), Bcast(x + 64));
+        p2 += Mub((Vector256.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (hb.AsByte() & bits45), Bcast(x + 128));
+        p3 += Mub((Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector256.ShiftRightLogical(hb, 2).AsByte() & bits45), Bcast(x + 192));
+    }
+
+    /// <summary>
+    /// One token of Q6_K: the int16 pair sums of two chunks of a sub-block (≤ 2·2·63·127) are widened by one vpmaddwd
+    /// that also applies the sub-block scale, instead of a vpmaddwd per chunk and a vpmulld per sub-block; the −32
+    /// offset is one pass over the block's scales (<see cref="Q6Offsets1"/>). Quad qd holds chunks 4qd..4qd+3 of each
+    /// plane p, i.e. sub-block 4p + qd.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q6_Kx1W16(byte* grp, int blocks, in ActView a, int t, float* o)
+    {
+        sbyte* q = a.QOf(t);
+        float* d = a.DOf(t);
+        short* s16 = a.Sums16Of(t);
+        var acc = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* blk = grp + b * 1680;
+            sbyte* x = q + 256 * b;
+            Prefetch(blk + PrefetchDistance, 1680);
+            var isum = Q6Offsets1(blk, s16 + 16 * b);
+            for (int qd = 0; qd < 4; qd++)
+            {
+                byte* l = blk + 144 + 128 * qd, h = blk + 1168 + 128 * qd;
+                sbyte* xq = x + 16 * qd;
+                var s0 = PairsS8((sbyte*)blk + 16 + 8 * qd);
+                var s1 = PairsS8((sbyte*)blk + 16 + 8 * (4 + qd));
+                var s2 = PairsS8((sbyte*)blk + 16 + 8 * (8 + qd));
+                var s3 = PairsS8((sbyte*)blk + 16 + 8 * (12 + qd));
+                Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default;
+                Q6Planes(l, h, xq, ref p0, ref p1, ref p2, ref p3);
+                Q6Planes(l + 32, h + 32, xq + 4, ref p0, ref p1, ref p2, ref p3);
+                isum += Avx2.MultiplyAddAdjacent(p0, s0) + Avx2.MultiplyAddAdjacent(p1, s1)
+                      + Avx2.MultiplyAddAdjacent(p2, s2) + Avx2.MultiplyAddAdjacent(p3, s3);
+                p0 = default; p1 = default; p2 = default; p3 = default;
+                Q6Planes(l + 64, h + 64, xq + 8, ref p0, ref p1, ref p2, ref p3);
+                Q6Planes(l + 96, h + 96, xq + 12, ref p0, ref p1, ref p2, ref p3);
+                isum += Avx2.MultiplyAddAdjacent(p0, s0) + Avx2.MultiplyAddAdjacent(p1, s1)
+                      + Avx2.MultiplyAddAdjacent(p2, s2) + Avx2.MultiplyAddAdjacent(p3, s3);
+            }
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Half8(blk) * Vector256.Create(d[b]), acc);
+        }
+        acc.Store(o);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
