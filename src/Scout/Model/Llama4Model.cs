@@ -95,9 +95,30 @@ public sealed class Llama4Model : IDisposable
         old.Release();
     }
 
-    /// <summary>Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache.</summary>
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions cache.Length.. and appends them to the cache. The embeddings are
+    /// looked up straight into the workspace, so a decode step (one token) allocates nothing once the workspace holds it.
+    /// </summary>
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, LogitsMode mode = LogitsMode.All)
-        => ForwardEmbeddings(EmbedTokens(tokens), tokens.Length, cache, logits, mode);
+    {
+        if (tokens.Length == 0)
+        {
+            ForwardEmbeddings([], 0, cache, logits, mode);
+            return;
+        }
+        lock (_gate)
+        {
+            int n = tokens.Length;
+            if (n > _ws.Rows) Grow(n);
+            var segments = _ws.Segments;
+            segments.Clear();
+            segments.Add(new BatchSegment(cache, n));
+            var side = Placement.EmbeddingOnDevice ? Device : HostSide;
+            side.Backend.Embed(Weights, tokens, side.Ws.Input.Take(n * Config.HiddenSize));
+            try { Decode(segments, side, logits, mode); }
+            finally { segments.Clear(); }
+        }
+    }
 
     /// <summary>The token embeddings [n, hidden] of <paramref name="tokens"/> in host memory (ids checked against the vocabulary).</summary>
     public float[] EmbedTokens(ReadOnlySpan<int> tokens)

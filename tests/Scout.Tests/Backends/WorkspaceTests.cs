@@ -71,4 +71,26 @@ public class WorkspaceTests(ITestOutputHelper output)
         output.WriteLine($"{model}/{file}: {allocated} bytes over 5 batch-2 decode steps");
         Assert.Equal(0, allocated);
     }
+
+    /// <summary>Single-sequence decode through <see cref="Llama4Model.Forward"/> (the bench's tg loop and the CLI's
+    /// logits path), with the products on 1 and 2 threads.</summary>
+    [Theory]
+    [InlineData("scout-tiny", "model.safetensors", 1)]
+    [InlineData("maverick-tiny", "model.gguf", 1)]
+    [InlineData("maverick-tiny", "model.gguf", 2)]
+    public void SingleSequenceForwardStepsAllocateNothingOnTheCallingThread(string model, string file, int threads)
+    {
+        using var cpu = new CpuBackend(threads);
+        using var m = Llama4Model.Load(Fixtures.Text(model, file), Fixtures.Text(model, "config.json"), backend: cpu);
+        var ids = LogitsCommand.ReadTokens(Fixtures.Text(model, "tokens.json"));
+        var cache = m.CreateCache(64);
+        var logits = new float[m.Config.VocabSize];
+        m.Forward(ids, cache, logits, LogitsMode.Last);
+        for (int i = 0; i < 3; i++) m.Forward(ids.AsSpan(i, 1), cache, logits, LogitsMode.Last);   // warm: JIT, pools
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 3; i < 8; i++) m.Forward(ids.AsSpan(i % ids.Length, 1), cache, logits, LogitsMode.Last);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        output.WriteLine($"{model}/{file}, {threads} threads: {allocated} bytes over 5 single-token Forward steps");
+        Assert.Equal(0, allocated);
+    }
 }
