@@ -301,3 +301,30 @@ public unsafe class QuantizedMatrixTests
         }
     }
 }
+
+/// <summary>Activation quantization split across a pool (prefill) gives exactly the serial result.</summary>
+public class Q8ActivationsTests
+{
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void ParallelQuantizationEqualsSerialBitForBit(int formatIndex)
+    {
+        var format = (ActivationFormat)formatIndex;
+        int cols = 1024, n = 3 * Q8Activations.ParallelValues / cols + 7;   // several pieces and a partial one
+        var rng = new Random(21 + formatIndex);
+        var x = new float[n * cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * (i % 13 == 0 ? 8f : 1f);
+        using var pool = new Scout.Kernels.WorkerPool(3);
+        var serial = new Q8Activations();
+        var parallel = new Q8Activations();
+        serial.Quantize(x, n, cols, format);
+        parallel.Quantize(x, n, cols, format, pool);
+        int blocks = n * serial.BlocksPerRow;
+        Assert.Equal(serial.Quants.AsSpan(0, n * cols).ToArray(), parallel.Quants.AsSpan(0, n * cols).ToArray());
+        Assert.Equal(serial.Scales.AsSpan(0, blocks).ToArray(), parallel.Scales.AsSpan(0, blocks).ToArray());
+        if (format == ActivationFormat.Blocks32) Assert.Equal(serial.BlockSums.AsSpan(0, blocks).ToArray(), parallel.BlockSums.AsSpan(0, blocks).ToArray());
+        else Assert.Equal(serial.Sums16.AsSpan(0, blocks * 16).ToArray(), parallel.Sums16.AsSpan(0, blocks * 16).ToArray());
+        Assert.Contains(parallel.Scales.AsSpan(0, blocks).ToArray(), d => d > 0);
+    }
+}

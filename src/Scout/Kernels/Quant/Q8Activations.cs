@@ -41,8 +41,15 @@ internal sealed unsafe class Q8Activations
     /// <summary>Blocks256: sum of each 16 quants (16 per block).</summary>
     public short[] Sums16 => _sums16;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Quantize(ReadOnlySpan<float> x, int n, int cols, ActivationFormat format)
+    /// <summary>Values per parallel piece when a pool is given: smaller batches (decode) are quantized on the caller.</summary>
+    internal const int ParallelValues = 1 << 16;
+
+    /// <summary>
+    /// Quantizes x[n, cols] into this instance's buffers. With a <paramref name="pool"/> of several threads and a large
+    /// batch (prefill) the rows are split across it; every block is quantized by the same code either way, so the
+    /// result does not depend on the split.
+    /// </summary>
+    public void Quantize(ReadOnlySpan<float> x, int n, int cols, ActivationFormat format, WorkerPool? pool = null)
     {
         int blockSize = format == ActivationFormat.Blocks32 ? 32 : 256;
         if (cols % blockSize != 0) throw new ArgumentException($"{cols} columns is not a multiple of the activation block size {blockSize}");
@@ -63,15 +70,62 @@ internal sealed unsafe class Q8Activations
         fixed (int* ps = _sums)
         fixed (short* ps16 = _sums16)
         {
-            for (int b = 0; b < blocks; b++)
+            var view = new Target(px, pq, pd, ps, ps16, blockSize);
+            long values = (long)n * cols;
+            if (pool is null || pool.Threads == 1 || values < 2L * ParallelValues)
             {
-                float* src = px + (long)b * blockSize;
-                sbyte* dst = pq + (long)b * blockSize;
-                pd[b] = QuantizeBlock(src, dst, blockSize);
-                if (format == ActivationFormat.Blocks32) ps[b] = SumQuants(dst, 32);
-                else
-                    for (int g = 0; g < 16; g++) ps16[b * 16 + g] = (short)SumQuants(dst + g * 16, 16);
+                QuantizeBlocks(view, 0, blocks);
+                return;
             }
+            int blocksPerPiece = Math.Max(1, ParallelValues / blockSize);
+            var job = _job ??= new QuantizeJob();
+            job.Set(view, blocks, blocksPerPiece);
+            try { pool.Run(job, (blocks + blocksPerPiece - 1) / blocksPerPiece); }
+            finally { job.Clear(); }
+        }
+    }
+
+    private QuantizeJob? _job;
+
+    /// <summary>The pinned source and destination buffers of one <see cref="Quantize"/> call.</summary>
+    private readonly struct Target(float* x, sbyte* q, float* d, int* sums, short* sums16, int blockSize)
+    {
+        public readonly float* X = x;
+        public readonly sbyte* Q = q;
+        public readonly float* D = d;
+        public readonly int* Sums = sums;
+        public readonly short* Sums16 = sums16;
+        public readonly int BlockSize = blockSize;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuantizeBlocks(in Target t, int b0, int b1)
+    {
+        int blockSize = t.BlockSize;
+        for (int b = b0; b < b1; b++)
+        {
+            float* src = t.X + (long)b * blockSize;
+            sbyte* dst = t.Q + (long)b * blockSize;
+            t.D[b] = QuantizeBlock(src, dst, blockSize);
+            if (blockSize == 32) t.Sums[b] = SumQuants(dst, 32);
+            else
+                for (int g = 0; g < 16; g++) t.Sums16[b * 16 + g] = (short)SumQuants(dst + g * 16, 16);
+        }
+    }
+
+    /// <summary>Pieces of blocks of one <see cref="Quantize"/> call across the pool (one job object per instance: no allocation per call).</summary>
+    private sealed class QuantizeJob : IParallelJob
+    {
+        private Target _t;
+        private int _blocks, _perPiece;
+
+        public void Set(in Target t, int blocks, int perPiece) { _t = t; _blocks = blocks; _perPiece = perPiece; }
+        public void Clear() => _t = default;
+
+        public void Execute(int index)
+        {
+            int b0 = index * _perPiece;
+            QuantizeBlocks(_t, b0, Math.Min(_blocks, b0 + _perPiece));
         }
     }
 

@@ -64,7 +64,7 @@ public sealed unsafe class QuantizedMatrix : IWeightMatrix
         if (x.Length < (long)n * Cols || y.Length < (long)n * Rows)
             throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         var act = Q8Activations.ForCurrentThread();
-        act.Quantize(x, n, Cols, _format);
+        act.Quantize(x, n, Cols, _format, _pool);
         fixed (float* py = y)
         {
             var job = MatmulJob.ForCurrentThread();

@@ -25,7 +25,7 @@ public sealed unsafe partial class RepackedMatrix
         rc?.CheckShape(x, n, yc);
         byte* pa = ra.EnsurePacked(), pb = rb.EnsurePacked(), pc = rc is null ? null : rc.EnsurePacked();
         var act = Q8Activations.ForCurrentThread();
-        act.Quantize(x, n, ra.Cols, ra._format);
+        act.Quantize(x, n, ra.Cols, ra._format, ra._pool);
         fixed (float* ua = ya)
         fixed (float* ub = yb)
         fixed (float* uc = yc)

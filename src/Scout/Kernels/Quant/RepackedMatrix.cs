@@ -136,7 +136,7 @@ public sealed unsafe partial class RepackedMatrix : IWeightMatrix
             throw new ArgumentException($"matmul shape mismatch: x {x.Length}, y {y.Length}, W [{Rows}, {Cols}], n {n}");
         byte* packed = EnsurePacked();
         var act = Q8Activations.ForCurrentThread();
-        act.Quantize(x, n, Cols, _format);
+        act.Quantize(x, n, Cols, _format, _pool);
         fixed (float* py = y)
         fixed (sbyte* pq = act.Quants)
         fixed (float* pd = act.Scales)
