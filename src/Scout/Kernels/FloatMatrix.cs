@@ -159,10 +159,10 @@ public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, in
     private void MultiplyColumns(float* x, int n, float* y, int o0, int o1)
     {
         int width = o1 - o0;
-        var pool = System.Buffers.ArrayPool<float>.Shared;
-        float[] acc = pool.Rent(n * width);
-        float[]? seg = Type == TensorType.F32 ? null : pool.Rent(width);
-        try
+        // Per-thread scratch that only grows (not ArrayPool.Shared: its per-thread arrays are trimmed after a gen-2
+        // GC, and the next rent would allocate inside a decode step).
+        float[] acc = ThreadScratch.Floats(ref _columnAcc, n * width);
+        float[]? seg = Type == TensorType.F32 ? null : ThreadScratch.Floats(ref _columnSeg, width);
         {
             Array.Clear(acc, 0, n * width);
             for (int i = 0; i < Cols; i++)
@@ -184,12 +184,10 @@ public sealed unsafe class InputMajorFloatMatrix(TensorType type, byte* data, in
             for (int t = 0; t < n; t++)
                 acc.AsSpan(t * width, width).CopyTo(new Span<float>(y + (long)t * Rows + o0, width));
         }
-        finally
-        {
-            pool.Return(acc);
-            if (seg != null) pool.Return(seg);
-        }
     }
+
+    [ThreadStatic] private static float[]? _columnAcc;
+    [ThreadStatic] private static float[]? _columnSeg;
 }
 
 /// <summary>Fallback for block-quantized weights without a native kernel: dequantizes each row, then dots in float.</summary>
@@ -211,8 +209,7 @@ public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int r
 
     void IRangeProduct.MultiplyRange(float* xp, int n, float* yp, int r0, int r1)
     {
-        float[] row = System.Buffers.ArrayPool<float>.Shared.Rent(Cols);
-        try
+        float[] row = ThreadScratch.Floats(ref _row, Cols);
         {
             for (int r = r0; r < r1; r++)
             {
@@ -221,6 +218,20 @@ public sealed unsafe class DequantizingMatrix(TensorType type, byte* data, int r
                     yp[(long)t * Rows + r] = TensorPrimitives.Dot(row.AsSpan(0, Cols), new ReadOnlySpan<float>(xp + (long)t * Cols, Cols));
             }
         }
-        finally { System.Buffers.ArrayPool<float>.Shared.Return(row); }
+    }
+
+    [ThreadStatic] private static float[]? _row;
+}
+
+/// <summary>Grow-only per-thread scratch arrays for kernels (a thread's array is reused by every later call).</summary>
+internal static class ThreadScratch
+{
+    /// <summary>The array in <paramref name="slot"/>, replaced by a larger one (at least 4,096 floats, doubling) when
+    /// it holds fewer than <paramref name="length"/>.</summary>
+    public static float[] Floats(ref float[]? slot, int length)
+    {
+        var a = slot;
+        if (a == null || a.Length < length) slot = a = new float[Math.Max(Math.Max(length, 4096), 2 * (a?.Length ?? 0))];
+        return a;
     }
 }

@@ -65,6 +65,8 @@ public class WorkspaceTests(ITestOutputHelper output)
         foreach (var cache in caches) m.Forward(ids, cache, logits.AsSpan(0, m.Config.VocabSize), LogitsMode.Last);
         int[] step = [ids[1], ids[2]];
         for (int i = 0; i < 3; i++) m.ForwardBatch(step, caches, logits);   // warm: JIT, pools, cache growth
+        GC.Collect(2, GCCollectionMode.Forced, true);   // a gen-2 GC between steps (pools trimmed) must not matter
+        GC.WaitForPendingFinalizers();
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 5; i++) m.ForwardBatch(step, caches, logits);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
@@ -87,6 +89,8 @@ public class WorkspaceTests(ITestOutputHelper output)
         var logits = new float[m.Config.VocabSize];
         m.Forward(ids, cache, logits, LogitsMode.Last);
         for (int i = 0; i < 3; i++) m.Forward(ids.AsSpan(i, 1), cache, logits, LogitsMode.Last);   // warm: JIT, pools
+        GC.Collect(2, GCCollectionMode.Forced, true);
+        GC.WaitForPendingFinalizers();
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 3; i < 8; i++) m.Forward(ids.AsSpan(i % ids.Length, 1), cache, logits, LogitsMode.Last);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
