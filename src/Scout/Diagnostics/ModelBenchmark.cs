@@ -47,13 +47,35 @@ public sealed record BenchCache(Planning.KvType? KeyType = null, Planning.KvType
     /// <summary>A cache of Depth + <paramref name="tokens"/> positions holding Depth prefilled positions.</summary>
     public KvCache Prepare(Llama4Model model, int tokens)
     {
+        var cache = Create(model, tokens);
+        Refill(model, cache);
+        return cache;
+    }
+
+    /// <summary>
+    /// An empty cache of Depth + <paramref name="tokens"/> positions whose pages are all allocated and touched, to be
+    /// reused across repetitions with <see cref="Refill"/> (llama-bench allocates its K/V once, so no timed pass pays
+    /// for mapping fresh pages).
+    /// </summary>
+    public KvCache Create(Llama4Model model, int tokens)
+    {
         if (Batch < 1) throw new ArgumentException($"batch must be at least 1, got {Batch}");
         if (Depth < 0) throw new ArgumentException($"depth must not be negative, got {Depth}");
         var cache = model.CreateCache(checked(Depth + tokens), K, V);
+        cache.Reserve(cache.MaxContext);
+        return cache;
+    }
+
+    /// <summary>Empties <paramref name="cache"/> (keeping its pages) and fills the Depth positions again, untimed.</summary>
+    public void Refill(Llama4Model model, KvCache cache)
+    {
+        if (Batch < 1) throw new ArgumentException($"batch must be at least 1, got {Batch}");
+        if (Depth < 0 || Depth > cache.MaxContext) throw new ArgumentException($"depth {Depth} does not fit in a cache of {cache.MaxContext} positions");
+        cache.Reset();
         if (RandomDepth)
         {
             FillRandom(model.Config, cache);
-            return cache;
+            return;
         }
         var ids = ModelBenchmark.Tokens(Math.Min(Depth, Batch), model.Config.VocabSize, seed: 7);
         for (int done = 0; done < Depth; done += Batch)
@@ -61,7 +83,6 @@ public sealed record BenchCache(Planning.KvType? KeyType = null, Planning.KvType
             int m = Math.Min(Batch, Depth - done);
             model.Forward(ids.AsSpan(0, m), cache, [], LogitsMode.None);
         }
-        return cache;
     }
 
     private void FillRandom(Llama4Config c, KvCache cache)
@@ -105,11 +126,14 @@ public static class ModelBenchmark
     /// the cache (llama-bench's <c>-d</c>; the depth prefill is not timed), in forward passes of at most
     /// <c>batch</c> tokens (llama-bench's micro-batch).
     /// </summary>
-    public static double PromptOnce(Llama4Model model, int promptTokens, BenchCache? cache = null)
+    /// <param name="kv">a cache to reuse (emptied and refilled to the depth first; it must hold Depth + promptTokens
+    /// positions), or null for a new one</param>
+    public static double PromptOnce(Llama4Model model, int promptTokens, BenchCache? cache = null, KvCache? kv = null)
     {
         cache ??= new BenchCache();
         var ids = Tokens(promptTokens, model.Config.VocabSize);
-        using var kv = cache.Prepare(model, promptTokens);
+        using var own = kv is null ? cache.Prepare(model, promptTokens) : null;
+        kv = Reuse(model, cache, kv, promptTokens) ?? own!;
         var logits = new float[model.Config.VocabSize];
         long t0 = Stopwatch.GetTimestamp();
         for (int i = 0; i < promptTokens; i += cache.Batch)
@@ -121,29 +145,52 @@ public static class ModelBenchmark
     }
 
     /// <summary>Tokens/s of decoding <paramref name="genTokens"/> tokens one by one after the cache's depth.</summary>
-    public static double GenerateOnce(Llama4Model model, int genTokens, BenchCache? cache = null)
+    /// <param name="kv">a cache to reuse, as for <see cref="PromptOnce"/></param>
+    public static double GenerateOnce(Llama4Model model, int genTokens, BenchCache? cache = null, KvCache? kv = null)
     {
         cache ??= new BenchCache();
         var ids = Tokens(genTokens, model.Config.VocabSize, seed: 99);
-        using var kv = cache.Prepare(model, genTokens);
+        using var own = kv is null ? cache.Prepare(model, genTokens) : null;
+        kv = Reuse(model, cache, kv, genTokens) ?? own!;
         var logits = new float[model.Config.VocabSize];
         long t0 = Stopwatch.GetTimestamp();
         for (int i = 0; i < genTokens; i++) model.Forward(ids.AsSpan(i, 1), kv, logits, LogitsMode.Last);
         return genTokens / Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
+    /// <summary>Empties and refills <paramref name="kv"/> for a run of <paramref name="tokens"/> (null when there is none to reuse).</summary>
+    private static KvCache? Reuse(Llama4Model model, BenchCache cache, KvCache? kv, int tokens)
+    {
+        if (kv is null) return null;
+        if (cache.Depth + tokens > kv.MaxContext)
+            throw new ArgumentException($"the cache holds {kv.MaxContext} positions; depth {cache.Depth} + {tokens} tokens do not fit");
+        cache.Refill(model, kv);
+        return kv;
+    }
+
+    /// <summary>
+    /// pp over <paramref name="reps"/> repetitions, all in one cache allocated (and its pages touched) before the
+    /// warm-up and emptied between repetitions, as llama-bench's context.
+    /// </summary>
     public static ThroughputSample Prompt(Llama4Model model, int promptTokens, int reps, bool warmUp = true, BenchCache? cache = null)
     {
         cache ??= new BenchCache();
-        if (warmUp) PromptOnce(model, Math.Min(promptTokens, 32), cache with { Depth = 0 });
-        return new ThroughputSample(cache.Name($"pp{promptTokens}"), promptTokens, Enumerable.Range(0, reps).Select(_ => PromptOnce(model, promptTokens, cache)).ToArray());
+        using var kv = cache.Create(model, promptTokens);
+        if (warmUp) PromptOnce(model, Math.Min(promptTokens, 32), cache with { Depth = 0 }, kv);
+        var speeds = new double[reps];
+        for (int r = 0; r < reps; r++) speeds[r] = PromptOnce(model, promptTokens, cache, kv);
+        return new ThroughputSample(cache.Name($"pp{promptTokens}"), promptTokens, speeds);
     }
 
+    /// <summary>tg over <paramref name="reps"/> repetitions in one reused cache (see <see cref="Prompt"/>).</summary>
     public static ThroughputSample Generate(Llama4Model model, int genTokens, int reps, bool warmUp = true, BenchCache? cache = null)
     {
         cache ??= new BenchCache();
-        if (warmUp) GenerateOnce(model, Math.Min(genTokens, 8), cache with { Depth = 0 });
-        return new ThroughputSample(cache.Name($"tg{genTokens}"), genTokens, Enumerable.Range(0, reps).Select(_ => GenerateOnce(model, genTokens, cache)).ToArray());
+        using var kv = cache.Create(model, genTokens);
+        if (warmUp) GenerateOnce(model, Math.Min(genTokens, 8), cache with { Depth = 0 }, kv);
+        var speeds = new double[reps];
+        for (int r = 0; r < reps; r++) speeds[r] = GenerateOnce(model, genTokens, cache, kv);
+        return new ThroughputSample(cache.Name($"tg{genTokens}"), genTokens, speeds);
     }
 
     /// <summary>

@@ -15,7 +15,8 @@ namespace Scout.Model;
 /// limited to 2^31 elements. Global (NoPE) layers keep every position; chunked (RoPE) layers only ever look back
 /// within the current attention chunk, so they keep a ring of <c>attention_chunk_size</c> slots.
 ///
-/// Sequence operations: <see cref="TruncateTo"/> (llama.cpp's seq_rm of a tail), <see cref="Fork"/> /
+/// Sequence operations: <see cref="TruncateTo"/> (llama.cpp's seq_rm of a tail), <see cref="Reset"/> (empty, keeping
+/// the pages it owns alone), <see cref="Fork"/> /
 /// <see cref="ShareFrom"/> (seq_cp: the pages are shared by reference and copied only when one side writes into a
 /// shared page), <see cref="Dispose"/> (frees this cache's references; a page is freed when no cache holds it).
 /// </summary>
@@ -124,6 +125,34 @@ public sealed class KvCache : IDisposable
         foreach (var l in Layers) l.ReleaseAll();
         _length = _highWater = 0;
         ContentVersion++;
+    }
+
+    /// <summary>
+    /// Empties the cache but keeps the pages it owns alone, so the next sequence writes into memory already mapped
+    /// (llama-bench allocates its K/V once; a fresh cache's pages are zeroed by the OS on first touch). Pages shared
+    /// with another cache (<see cref="Fork"/>, <see cref="ShareFrom"/>) are released instead: the other holders keep
+    /// them as they are, and this cache gets new pages when it writes there. The kept rows are stale but never read:
+    /// every position a query attends to is stored again first.
+    /// </summary>
+    public void Reset()
+    {
+        ThrowIfDisposed();
+        foreach (var l in Layers) l.ReleaseShared();
+        _length = _highWater = 0;
+        ContentVersion++;
+    }
+
+    /// <summary>
+    /// Allocates (and touches) the pages that will hold positions [0, <paramref name="positions"/>) in every layer,
+    /// so that storing them later maps no memory (as llama.cpp, which allocates and clears its K/V buffer up front).
+    /// Pages already held, shared or not, are left as they are; the rows' content is unchanged.
+    /// </summary>
+    public void Reserve(int positions)
+    {
+        ThrowIfDisposed();
+        if (positions < 0 || positions > MaxContext)
+            throw new ArgumentOutOfRangeException(nameof(positions), $"{positions} positions are outside the context of {MaxContext}");
+        foreach (var l in Layers) l.Reserve(Math.Min(positions, l.Capacity));
     }
 
     /// <summary>
@@ -450,6 +479,30 @@ internal sealed unsafe class KvLayer
         {
             _pages[i]?.Release();
             _pages[i] = null;
+        }
+    }
+
+    /// <summary>Drops the references to pages another cache also holds (a reset: this layer's own pages stay).</summary>
+    public void ReleaseShared()
+    {
+        _nonFiniteHalves = false;
+        for (int i = 0; i < _pages.Length; i++)
+        {
+            if (_pages[i] is not { Shared: true } p) continue;
+            p.Release();
+            _pages[i] = null;
+        }
+    }
+
+    /// <summary>Allocates the missing pages holding slots [0, <paramref name="slots"/>) and zeroes them (touching their memory).</summary>
+    public void Reserve(long slots)
+    {
+        for (int i = 0; (long)i * PagePositions < slots; i++)
+        {
+            if (_pages[i] is not null) continue;
+            var page = new KvPage(RowsOfPage(i), KeyRowBytes, ValueRowBytes, _memory);
+            NativeMemory.Clear(page.Data, (nuint)page.Bytes);
+            _pages[i] = page;
         }
     }
 
