@@ -50,7 +50,7 @@ public sealed class RealVocabularyFixture : IAsyncLifetime
             new SchedulerOptions { Parallel = 2, QueueLimit = 8, MaxContext = 1024 }, "real-vocab");
         Server = new ScoutServer(Engine, new ServerOptions { Port = 0, ApiKey = Key });
         await Server.StartAsync();
-        Http = new HttpClient { BaseAddress = new Uri(Server.Url), Timeout = TimeSpan.FromSeconds(60) };
+        Http = TestHttp.Client(new Uri(Server.Url), TimeSpan.FromSeconds(60));
         Http.DefaultRequestHeaders.Authorization = new("Bearer", Key);
     }
 

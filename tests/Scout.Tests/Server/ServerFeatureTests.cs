@@ -14,7 +14,7 @@ public class ServerFeatureTests(ServerFixture f, ITestOutputHelper output) : ICl
     {
         var server = new ScoutServer(f.Engine, options with { Port = 0 });
         await server.StartAsync();
-        return (server, new HttpClient { BaseAddress = new Uri(server.Url), Timeout = TimeSpan.FromSeconds(30) });
+        return (server, TestHttp.Client(new Uri(server.Url), TimeSpan.FromSeconds(30)));
     }
 
     private static HttpRequestMessage Preflight(string origin, string path = "/v1/chat/completions")
@@ -162,7 +162,7 @@ public class ServerFeatureTests(ServerFixture f, ITestOutputHelper output) : ICl
     [Fact]
     public async Task ChatPageIsServedWithoutAKeyAndFetchesNothingElsewhere()
     {
-        using var anonymous = new HttpClient { BaseAddress = new Uri(f.Server.Url) };
+        using var anonymous = TestHttp.Client(new Uri(f.Server.Url));
         using var r = await anonymous.GetAsync("/");
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         Assert.Equal("text/html", r.Content.Headers.ContentType!.MediaType);

@@ -28,7 +28,7 @@ public sealed class ServerFixture : IAsyncLifetime
             Limits = new RequestLimits { MaxTokens = 200, MaxRequestBytes = 64 << 10 },
         });
         await Server.StartAsync();
-        Http = new HttpClient { BaseAddress = new Uri(Server.Url), Timeout = TimeSpan.FromSeconds(30) };
+        Http = TestHttp.Client(new Uri(Server.Url), TimeSpan.FromSeconds(30));
         Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
     }
 

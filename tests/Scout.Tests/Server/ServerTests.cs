@@ -354,7 +354,7 @@ public class ServerTests(ServerFixture f, ITestOutputHelper output) : IClassFixt
     [Fact]
     public async Task ApiKeyIsRequiredOnV1Routes()
     {
-        using var anonymous = new HttpClient { BaseAddress = f.Http.BaseAddress };
+        using var anonymous = TestHttp.Client(f.Http.BaseAddress!);
         foreach (var (method, path) in new[] { ("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("POST", "/v1/completions") })
         {
             using var response = await anonymous.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = method == "POST" ? Json(new { }) : null });
@@ -363,7 +363,7 @@ public class ServerTests(ServerFixture f, ITestOutputHelper output) : IClassFixt
         }
         anonymous.DefaultRequestHeaders.Authorization = new("Bearer", "wrong");
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/models")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await new HttpClient { BaseAddress = f.Http.BaseAddress }.GetAsync("/health")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await TestHttp.Client(f.Http.BaseAddress!).GetAsync("/health")).StatusCode);
     }
 
     [Fact]
@@ -424,7 +424,7 @@ public class ServerQueueTests
             new SchedulerOptions { Parallel = 1, QueueLimit = 0, MaxContext = 16384 });
         await using var server = new ScoutServer(engine, new ServerOptions { Port = 0, Limits = new RequestLimits { MaxTokens = 16000 } });
         await server.StartAsync();
-        using var http = new HttpClient { BaseAddress = new Uri(server.Url) };
+        using var http = TestHttp.Client(new Uri(server.Url));
         // ignore_eos and 16,000 tokens (many seconds; the test ends it by disconnecting): the first request must still be running when the second arrives, whatever the random model samples.
         string Body(int max) => JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = "x" } }, max_tokens = max, stream = true, ignore_eos = true });
         using var first = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(Body(16000), Encoding.UTF8, "application/json") },
@@ -472,7 +472,7 @@ public class ServerImageTests
         using var engine = new ScoutEngine(vlm.Text, VisionFixtureTokenizer.Bundle, kv32) { Images = new VisionPromptEncoder(vlm) };
         await using var server = new ScoutServer(engine, new ServerOptions { Port = 0 });
         await server.StartAsync();
-        using var http = new HttpClient { BaseAddress = new Uri(server.Url) };
+        using var http = TestHttp.Client(new Uri(server.Url));
         string url = "data:image/png;base64," + Convert.ToBase64String(File.ReadAllBytes(Fixtures.Vision("images/synthetic.png")));
         string Body(string image) => JsonSerializer.Serialize(new
         {
