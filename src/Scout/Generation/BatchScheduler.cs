@@ -73,7 +73,14 @@ public sealed class BatchScheduler : IDisposable
     private readonly Thread _thread;
     private readonly CancellationTokenSource _stop = new();
     private readonly Stopwatch _rateClock = Stopwatch.StartNew();
+    private readonly bool _loopStarted;
     private int _rateTokens;
+    // One step's working set, reused by every step so that a decode step allocates nothing but what it delivers.
+    private readonly List<Job> _stepJobs = new();
+    private readonly List<int> _stepTakes = new();
+    private readonly List<BatchSegment> _stepSegments = new();
+    private float[] _rows = [];
+    private float[] _logits = [];
 
     public SchedulerOptions Options { get; }
     public SchedulerMetrics Metrics { get; } = new();
@@ -81,7 +88,12 @@ public sealed class BatchScheduler : IDisposable
     public Llama4Model Model => _model;
     public ITokenizer Tokenizer => _tokenizer;
 
-    public BatchScheduler(Llama4Model model, ITokenizer tokenizer, SchedulerOptions? options = null)
+    public BatchScheduler(Llama4Model model, ITokenizer tokenizer, SchedulerOptions? options = null) : this(model, tokenizer, options, startLoop: true)
+    {
+    }
+
+    /// <param name="startLoop">false: no thread of its own; the caller steps it with <see cref="Iterate"/> (tests)</param>
+    internal BatchScheduler(Llama4Model model, ITokenizer tokenizer, SchedulerOptions? options, bool startLoop)
     {
         Options = options ?? new SchedulerOptions();
         if (Options.Parallel < 1) throw new ArgumentException($"parallel sequences must be at least 1, got {Options.Parallel}");
@@ -90,7 +102,8 @@ public sealed class BatchScheduler : IDisposable
         _tokenizer = tokenizer;
         PrefixCache = new PrefixCache(Options.PrefixCacheBytes);
         _thread = new Thread(Loop) { IsBackground = true, Name = "scout-batch" };
-        _thread.Start();
+        _loopStarted = startLoop;
+        if (startLoop) _thread.Start();
     }
 
     /// <summary>
@@ -128,41 +141,59 @@ public sealed class BatchScheduler : IDisposable
 
     private void Loop()
     {
-        var logits = Array.Empty<float>();
-        int vocab = _model.Config.VocabSize;
         while (!_stop.IsCancellationRequested)
         {
-            Admit();
-            DropCancelled();
-            if (_active.Count == 0)
-            {
-                try { _wake.Wait(_stop.Token); } catch (OperationCanceledException) { break; }
-                continue;
-            }
-
-            try
-            {
-                Step(ref logits);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                // A failure in the model fails every sequence in flight rather than killing the loop.
-                foreach (var job in _active.ToList()) Fail(job, e);
-            }
-            UpdateGauges();
+            if (Iterate()) continue;
+            try { _wake.Wait(_stop.Token); } catch (OperationCanceledException) { break; }
         }
         foreach (var job in _active.ToList()) Fail(job, new OperationCanceledException("the scheduler stopped"));
+    }
+
+    /// <summary>One turn of the loop: admits queued requests, drops cancelled ones, runs one step; false when no sequence is active.</summary>
+    internal bool Iterate()
+    {
+        Admit();
+        DropCancelled();
+        if (_active.Count == 0) return false;
+        try
+        {
+            Step();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A failure in the model fails every sequence in flight rather than killing the loop.
+            foreach (var job in _active.ToList()) Fail(job, e);
+        }
+        UpdateGauges();
+        return true;
     }
 
     /// <summary>
     /// One forward pass for everyone: the next token of every generating sequence, plus pieces of prompts still
     /// being prefilled (up to <see cref="SchedulerOptions.PrefillChunk"/> prompt tokens in all), in one batch.
     /// </summary>
-    private void Step(ref float[] logits)
+    private void Step()
+    {
+        try
+        {
+            StepBatch();
+        }
+        finally
+        {
+            // No references to retired jobs or their caches are kept until the next step.
+            _stepJobs.Clear();
+            _stepTakes.Clear();
+            _stepSegments.Clear();
+        }
+    }
+
+    private void StepBatch()
     {
         int d = _model.Config.HiddenSize, vocab = _model.Config.VocabSize;
-        var jobs = new List<Job>();
-        var takes = new List<int>();
+        var jobs = _stepJobs;
+        var takes = _stepTakes;
+        jobs.Clear();
+        takes.Clear();
         int rows = 0, prefillBudget = Options.PrefillChunk;
         foreach (var job in _active)
         {
@@ -177,8 +208,11 @@ public sealed class BatchScheduler : IDisposable
         }
         if (jobs.Count == 0) return;
 
-        var h = new float[rows * d];
-        var segments = new List<BatchSegment>(jobs.Count);
+        // The rows buffer is grown to the largest step and reused; every row a step uses is written by TakeInputs.
+        if (_rows.Length < rows * d) _rows = new float[rows * d];
+        var h = _rows;
+        var segments = _stepSegments;
+        segments.Clear();
         int row = 0;
         for (int i = 0; i < jobs.Count; i++)
         {
@@ -197,9 +231,10 @@ public sealed class BatchScheduler : IDisposable
             }
         }
         if (jobs.Count == 0) return;
-        int wanted = segments.Count(s => s.WantLogits);
-        if (logits.Length < wanted * vocab) logits = new float[wanted * vocab];
-        if (row < rows) h = h[..(row * d)];
+        int wanted = 0;
+        foreach (var s in segments) if (s.WantLogits) wanted++;
+        if (_logits.Length < wanted * vocab) _logits = new float[wanted * vocab];
+        var logits = _logits;
         _model.ForwardSegments(h, segments, logits, LogitsMode.Last);
         Metrics.Step();
 
@@ -244,6 +279,9 @@ public sealed class BatchScheduler : IDisposable
 
     private void DropCancelled()
     {
+        bool any = false;
+        foreach (var job in _active) any |= job.Cancellation.IsCancellationRequested;
+        if (!any) return;
         foreach (var job in _active.Where(j => j.Cancellation.IsCancellationRequested).ToList())
             Fail(job, new OperationCanceledException(job.Cancellation));
     }
@@ -296,7 +334,9 @@ public sealed class BatchScheduler : IDisposable
         {
             Metrics.Active = _active.Count;
             Metrics.Queued = _queue.Count;
-            Metrics.KvCacheBytes = _active.Sum(j => j.Run?.Cache.AllocatedBytes ?? 0) + PrefixCache.Bytes;
+            long kv = 0;
+            foreach (var job in _active) kv += job.Run?.Cache.AllocatedBytes ?? 0;
+            Metrics.KvCacheBytes = kv + PrefixCache.Bytes;
         }
         if (_active.Count == 0 && _rateClock.Elapsed.TotalSeconds >= 2) Metrics.RecentTokensPerSecond = 0;
     }
@@ -305,7 +345,7 @@ public sealed class BatchScheduler : IDisposable
     {
         _stop.Cancel();
         _wake.Release();
-        _thread.Join(TimeSpan.FromSeconds(10));
+        if (_loopStarted) _thread.Join(TimeSpan.FromSeconds(10));
         lock (_lock)
             while (_queue.Count > 0) _queue.Dequeue().Output.Writer.TryComplete(new OperationCanceledException("the scheduler stopped"));
     }

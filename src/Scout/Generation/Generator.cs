@@ -59,7 +59,8 @@ public sealed class Generator(Llama4Model model, ITokenizer tokenizer, int maxCo
     {
         conversation ??= new Conversation(model, maxContext, KeyType, ValueType);
         using var e = Generate(request, conversation, cancellation).GetEnumerator();
-        while (await Task.Run(e.MoveNext, cancellation).ConfigureAwait(false))
+        Func<bool> next = e.MoveNext; // one delegate for the whole run (each step still hands a Task to the pool)
+        while (await Task.Run(next, cancellation).ConfigureAwait(false))
             yield return e.Current;
     }
 }

@@ -21,7 +21,19 @@ public sealed class PrefixCache(long budgetBytes, int maxEntries = 16)
 
     public long BudgetBytes { get; } = budgetBytes;
     public int Count { get { lock (_lock) return _entries.Count; } }
-    public long Bytes { get { lock (_lock) return _entries.Sum(e => e.Cache.AllocatedBytes); } }
+    /// <summary>Bytes of the kept caches' pages (read by the scheduler every step: a plain loop, no enumerator).</summary>
+    public long Bytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                long sum = 0;
+                foreach (var e in _entries) sum += e.Cache.AllocatedBytes;
+                return sum;
+            }
+        }
+    }
     public long Hits { get; private set; }
     public long ReusedTokens { get; private set; }
 

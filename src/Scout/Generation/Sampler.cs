@@ -17,15 +17,35 @@ public sealed class Sampler
     private readonly SamplingOptions _options;
     private readonly Random _random;
     private readonly Dictionary<int, int> _generatedCounts = new();
-    private readonly List<int> _recent = new();
+    private readonly List<int> _recent;
     private float[] _work = [];
     private int[] _order = [];
+    // Reused across steps, so that sampling allocates only the SampledToken it returns (and its top-k list when asked).
+    private float[] _keys = [];
+    private double[] _probs = [];
+    private int[] _topIds = [];
+    private readonly HashSet<int> _distinct;
+    private readonly int[] _biasIds;
+    private readonly float[] _biasValues;
 
     public Sampler(SamplingOptions options)
     {
         options.Validate();
         _options = options;
+        // The window's whole capacity up front: it fills one token per step and must not regrow while it does.
+        int window = options.RepeatLastN == 0 ? 0 : Math.Min(options.RepeatLastN, 1 << 16) + 1;
+        _recent = new List<int>(window);
+        _distinct = new HashSet<int>(options.RepetitionPenalty != 1f ? window : 0);
         _random = options.Seed is { } seed ? new Random(unchecked((int)(seed ^ (seed >> 32)))) : new Random();
+        // The bias as two arrays: enumerating the IReadOnlyDictionary every step would allocate an enumerator.
+        int biases = options.LogitBias?.Count ?? 0;
+        _biasIds = new int[biases];
+        _biasValues = new float[biases];
+        if (options.LogitBias is { } bias)
+        {
+            int i = 0;
+            foreach (var (t, b) in bias) { _biasIds[i] = t; _biasValues[i] = b; i++; }
+        }
     }
 
     public SamplingOptions Options => _options;
@@ -39,7 +59,9 @@ public sealed class Sampler
     /// <summary>Records a generated token.</summary>
     public void Accept(int token)
     {
-        _generatedCounts[token] = _generatedCounts.GetValueOrDefault(token) + 1;
+        // The counts are read only by the presence and frequency penalties.
+        if (_options.PresencePenalty != 0 || _options.FrequencyPenalty != 0)
+            _generatedCounts[token] = _generatedCounts.GetValueOrDefault(token) + 1;
         Remember(token);
     }
 
@@ -77,14 +99,19 @@ public sealed class Sampler
     {
         var o = _options;
         if (o.RepetitionPenalty != 1f)
-            foreach (int t in _recent.Distinct())
-                if ((uint)t < (uint)x.Length) x[t] = x[t] > 0 ? x[t] / o.RepetitionPenalty : x[t] * o.RepetitionPenalty;
+        {
+            _distinct.Clear();
+            foreach (int t in _recent)
+                if (_distinct.Add(t) && (uint)t < (uint)x.Length) x[t] = x[t] > 0 ? x[t] / o.RepetitionPenalty : x[t] * o.RepetitionPenalty;
+        }
         if (o.PresencePenalty != 0 || o.FrequencyPenalty != 0)
             foreach (var (t, count) in _generatedCounts)
                 if ((uint)t < (uint)x.Length) x[t] -= o.PresencePenalty + o.FrequencyPenalty * count;
-        if (o.LogitBias is not null)
-            foreach (var (t, bias) in o.LogitBias)
-                if ((uint)t < (uint)x.Length) x[t] += bias;
+        for (int i = 0; i < _biasIds.Length; i++)
+        {
+            int t = _biasIds[i];
+            if ((uint)t < (uint)x.Length) x[t] += _biasValues[i];
+        }
     }
 
     private static float LogSumExp(ReadOnlySpan<float> x, float max)
@@ -106,12 +133,13 @@ public sealed class Sampler
         for (int i = 0; i < x.Length; i++)
             if ((x[i] - max) * invT > -30f) _order[n++] = i;
         var cand = _order.AsSpan(0, n);
-        var keys = new float[n];
+        if (_keys.Length < n) { _keys = new float[x.Length]; _probs = new double[x.Length]; }
+        var keys = _keys.AsSpan(0, n);
         for (int i = 0; i < n; i++) keys[i] = -x[cand[i]];
-        keys.AsSpan().Sort(cand);
+        keys.Sort(cand);
         if (o.TopK > 0 && o.TopK < n) n = o.TopK;
 
-        var probs = new double[n];
+        var probs = _probs.AsSpan(0, n);
         double sum = 0;
         for (int i = 0; i < n; i++) sum += probs[i] = Math.Exp((x[cand[i]] - max) * invT);
         for (int i = 0; i < n; i++) probs[i] /= sum;
@@ -144,10 +172,11 @@ public sealed class Sampler
         return cand[n - 1];
     }
 
-    private static TokenLogprob[] TopLogprobs(ReadOnlySpan<float> x, int k, float logSumExp)
+    private TokenLogprob[] TopLogprobs(ReadOnlySpan<float> x, int k, float logSumExp)
     {
         k = Math.Min(k, x.Length);
-        var ids = new int[k];
+        if (_topIds.Length < k) _topIds = new int[k];
+        var ids = _topIds.AsSpan(0, k);
         Model.Llama4Model.TopK(x, ids);
         var result = new TokenLogprob[k];
         for (int i = 0; i < k; i++) result[i] = new TokenLogprob(ids[i], x[ids[i]] - logSumExp);

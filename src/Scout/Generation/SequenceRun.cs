@@ -16,6 +16,15 @@ internal sealed class SequenceRun
     private readonly Sampler _sampler;
     private readonly OutputText _output;
     private readonly ITokenConstraint? _constraint;
+    private readonly Action<Span<float>>? _mask;
+    /// <summary>Tokens still to run start at <see cref="_pendingStart"/> of <see cref="_pending"/>: the prompt's copy,
+    /// then <see cref="_next"/> (the sampled token) for every decode step, so that a step allocates no array.</summary>
+    private int[] _pending;
+    private int _pendingStart;
+    private readonly int[] _next = new int[1];
+    /// <summary>Input rows of <see cref="Forward"/> (grown to the largest piece, then reused) and its one segment.</summary>
+    private float[] _rows = [];
+    private readonly BatchSegment[] _segment = new BatchSegment[1];
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private TimeSpan _promptTime;
     private int _generated;
@@ -24,7 +33,7 @@ internal sealed class SequenceRun
     /// <summary>Tokens whose keys and values are in <see cref="Cache"/>, in order.</summary>
     public List<int> CachedTokens { get; }
     /// <summary>Tokens still to run through the model before the next logits row is sampled.</summary>
-    public int[] Pending { get; private set; }
+    public ReadOnlySpan<int> Pending => _pending.AsSpan(_pendingStart);
     public int CachedPromptTokens { get; }
     public bool Prefilling { get; private set; } = true;
     public bool Finished { get; private set; }
@@ -36,21 +45,24 @@ internal sealed class SequenceRun
         _tokenizer = tokenizer;
         _sampler = new Sampler(request.Sampling);
         _sampler.ObservePrompt(request.Prompt);
-        _output = new OutputText(request.StopStrings);
+        _output = new OutputText(request.StopStrings, keepText: false);
         _constraint = request.Constraint?.Invoke();
+        _mask = _constraint is null ? null : _constraint.Mask;
         Cache = cache;
         CachedTokens = cachedTokens;
         CachedPromptTokens = cachedTokens.Count;
-        Pending = request.Prompt[cachedTokens.Count..];
+        _pending = request.Prompt[cachedTokens.Count..];
+        // Room for every token the run can cache, so that appending one per step never regrows the list.
+        cachedTokens.EnsureCapacity((int)Math.Min(cache.MaxContext, (long)request.Prompt.Length + request.MaxTokens));
     }
 
     /// <summary>Takes up to <paramref name="max"/> pending tokens to run now; they count as cached once run.</summary>
     public ReadOnlySpan<int> TakePending(int max)
     {
         int n = Math.Min(max, Pending.Length);
-        var now = Pending.AsSpan(0, n);
+        var now = _pending.AsSpan(_pendingStart, n);
         CachedTokens.AddRange(now);
-        Pending = Pending[n..];
+        _pendingStart += n;
         return now;
     }
 
@@ -63,9 +75,11 @@ internal sealed class SequenceRun
     public bool Forward(Llama4Model model, int max, Span<float> logits)
     {
         int n = Math.Min(max, Pending.Length);
-        var h = new float[n * model.Config.HiddenSize];
-        var segment = TakeInputs(model, max, h);
-        model.ForwardSegments(h, [segment], logits, segment.WantLogits ? LogitsMode.Last : LogitsMode.None);
+        int floats = n * model.Config.HiddenSize;
+        if (_rows.Length < floats) _rows = new float[floats];
+        var segment = TakeInputs(model, max, _rows.AsSpan(0, floats));
+        _segment[0] = segment;
+        model.ForwardSegments(_rows, _segment, logits, segment.WantLogits ? LogitsMode.Last : LogitsMode.None);
         return segment.WantLogits;
     }
 
@@ -113,8 +127,7 @@ internal sealed class SequenceRun
         if (bad >= 0)
             throw new NonFiniteException($"the model produced a non-finite logit ({logits[bad]} for token id {bad}) at position {CachedTokens.Count - 1} " +
                 $"(after {_generated} generated tokens): the weights or the model's metadata are corrupt (try --check-tensors)");
-        var mask = _constraint is null ? null : new Action<Span<float>>(_constraint.Mask);
-        var sampled = _sampler.Sample(logits, _request.Logprobs ? _request.TopLogprobs : 0, mask);
+        var sampled = _sampler.Sample(logits, _request.Logprobs ? _request.TopLogprobs : 0, _mask);
         _generated++;
         int id = sampled.Id;
 
@@ -123,18 +136,21 @@ internal sealed class SequenceRun
 
         _sampler.Accept(id);
         _constraint?.Accept(id);
-        string text = _tokenizer.IsSpecial(id) && !_request.IgnoreStopIds ? "" : _output.Append(_tokenizer.DecodeBytes([id]));
+        string text = _tokenizer.IsSpecial(id) && !_request.IgnoreStopIds ? "" : _output.Append(_tokenizer.TokenBytes(id));
         if (_output.MatchedStop is not null) return Finish(text, sampled, FinishReason.Stop);
         if (_generated >= _request.MaxTokens || CachedTokens.Count + 1 >= Cache.MaxContext)
             return Finish(text + _output.Flush(), sampled, FinishReason.Length);
-        Pending = [id];
+        _next[0] = id;
+        _pending = _next;
+        _pendingStart = 0;
         return new GenerationUpdate(text, sampled);
     }
 
     private GenerationUpdate Finish(string text, SampledToken token, FinishReason reason, int? stopToken = null)
     {
         Finished = true;
-        Pending = [];
+        _pending = [];
+        _pendingStart = 0;
         return new GenerationUpdate(text, token, reason, Stats(stopToken));
     }
 
@@ -148,7 +164,4 @@ internal sealed class SequenceRun
         StopString = _output.MatchedStop,
         StopTokenId = stopToken,
     };
-
-    /// <summary>All text streamed so far.</summary>
-    public string Text => _output.Text;
 }

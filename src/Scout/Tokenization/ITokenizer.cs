@@ -17,6 +17,13 @@ public interface ITokenizer
     /// <summary>The raw bytes of the tokens (special tokens as their text).</summary>
     byte[] DecodeBytes(ReadOnlySpan<int> ids);
 
+    /// <summary>
+    /// The raw bytes of one token, as <see cref="DecodeBytes"/> of that id alone. Generation calls it once per
+    /// token: an implementation that returns its stored bytes (as <see cref="Llama4Tokenizer"/>) keeps the decode
+    /// step free of allocations; the default decodes into a new array.
+    /// </summary>
+    ReadOnlySpan<byte> TokenBytes(int id) => DecodeBytes([id]);
+
     /// <summary>Decoded text; invalid UTF-8 becomes U+FFFD.</summary>
     string Decode(ReadOnlySpan<int> ids);
 
